@@ -1,0 +1,254 @@
+"""COCO-format detection data: any annotation json + image folder, read with pycocotools and OpenCV."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from detect.errors import DetectError
+from detect.model import Classes
+from detect.synthetic import write_synthetic_coco
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to RGB uint8 HxWx3: grayscale is expanded, an alpha channel dropped."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # always 3-channel BGR, EXIF orientation applied
+    if image is None:
+        raise DetectError(f"image {path} could not be read; check that it exists and is a JPEG/PNG/BMP/TIFF file")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def load_coco(annotation_file: str | Path) -> COCO:
+    """pycocotools' COCO index of `annotation_file`, with one readable error for a missing or broken file."""
+    path = Path(annotation_file)
+    if not path.is_file():
+        raise DetectError(f"annotation file {path} does not exist; pass the path of a COCO-format json")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            coco = COCO(str(path))
+        for key in ("images", "annotations", "categories"):
+            if key not in coco.dataset:
+                raise KeyError(key)
+    except (ValueError, KeyError, TypeError) as error:
+        raise DetectError(f"annotation file {path} is not COCO-format json ({type(error).__name__}: {error}); "
+                          "it needs 'images', 'annotations' and 'categories' lists") from None
+    return coco
+
+
+def train_transforms(flip_prob: float, photometric: bool) -> v2.Compose:
+    """Flip and optional colour jitter; multi-scale resizing is the model's (a list of `model.min_size`)."""
+    steps: list[v2.Transform] = [v2.RandomHorizontalFlip(flip_prob)]
+    if photometric:
+        steps.append(v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02))
+    steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+    return v2.Compose(steps)
+
+
+class CocoDetection(Dataset):
+    """Images with boxes in xyxy pixels and contiguous labels 1..K (0 is background).
+
+    Category ids of any values map to labels in sorted id order and back through `classes`. Crowd boxes are left
+    out of the targets (pycocotools still sees them when evaluating); degenerate boxes are dropped and counted.
+    """
+
+    def __init__(self, annotation_file: str | Path, image_dir: str | Path, transforms: v2.Transform | None = None,
+                 keep_empty: bool = True) -> None:
+        self.coco = load_coco(annotation_file)
+        self.image_dir = Path(image_dir)
+        self.transforms = transforms
+        category_ids = sorted(self.coco.getCatIds())
+        self.classes = Classes([self.coco.cats[c]["name"] for c in category_ids], category_ids)
+        label_of = {category_id: label for label, category_id in enumerate(category_ids, start=1)}
+
+        self.image_ids: list[int] = []
+        self.targets: list[tuple[np.ndarray, np.ndarray]] = []
+        self.num_crowd = self.num_degenerate = self.num_empty_dropped = 0
+        for image_id in sorted(self.coco.getImgIds()):
+            info = self.coco.imgs[image_id]
+            boxes, labels = [], []
+            for ann in self.coco.imgToAnns[image_id]:
+                if ann.get("iscrowd", 0):
+                    self.num_crowd += 1
+                    continue
+                x, y, w, h = ann["bbox"]
+                x1, y1 = max(x, 0.0), max(y, 0.0)
+                x2, y2 = min(x + w, info["width"]), min(y + h, info["height"])
+                if x2 <= x1 or y2 <= y1:
+                    self.num_degenerate += 1
+                    continue
+                boxes.append([x1, y1, x2, y2])
+                labels.append(label_of[ann["category_id"]])
+            if not boxes and not keep_empty:
+                self.num_empty_dropped += 1
+                continue
+            self.image_ids.append(image_id)
+            self.targets.append((np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)))
+
+        missing = [self.coco.imgs[i]["file_name"] for i in self.image_ids
+                   if not (self.image_dir / self.coco.imgs[i]["file_name"]).is_file()]
+        if missing:
+            raise DetectError(f"{len(missing)} images of {annotation_file} are missing from {self.image_dir} "
+                              f"(first: {missing[0]}); point the image folder at the right place")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def aspect_ratios(self) -> list[float]:
+        """Width / height of every image, from the annotation file (no decoding)."""
+        return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"] for i in self.image_ids]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """A uint8 3xHxW RGB image and its target: boxes (float xyxy), labels, image_id."""
+        image_id = self.image_ids[index]
+        array = read_image(self.image_dir / self.coco.imgs[image_id]["file_name"])
+        image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+        boxes, labels = self.targets[index]
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=array.shape[:2]),
+            "labels": torch.from_numpy(labels),
+            "image_id": image_id,
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        target["boxes"] = target["boxes"].as_subclass(torch.Tensor)
+        return image.as_subclass(torch.Tensor), target
+
+
+def aspect_ratio_groups(aspect_ratios: Sequence[float], group_factor: int) -> list[int]:
+    """Bin aspect ratios into 2 * group_factor + 2 groups on a log scale from 1/2 to 2 (torchvision's binning)."""
+    bins = 2 ** np.linspace(-1, 1, 2 * group_factor + 1)
+    return np.digitize(aspect_ratios, bins).tolist()
+
+
+class GroupedBatchSampler(BatchSampler):
+    """Batches whose images share an aspect-ratio group, so padding to the batch's largest image wastes little.
+
+    Yields `len(sampler) // batch_size` batches; the last few mix groups from what is left over.
+    """
+
+    def __init__(self, sampler: Sampler[int], group_ids: Sequence[int], batch_size: int) -> None:
+        super().__init__(sampler, batch_size, drop_last=True)
+        self.group_ids = group_ids
+
+    def __iter__(self) -> Iterator[list[int]]:
+        buffers: dict[int, list[int]] = defaultdict(list)
+        for index in self.sampler:
+            buffer = buffers[self.group_ids[index]]
+            buffer.append(index)
+            if len(buffer) == self.batch_size:
+                yield buffer.copy()
+                buffer.clear()
+        leftovers = [index for group in sorted(buffers) for index in buffers[group]]
+        for start in range(0, len(leftovers) - self.batch_size + 1, self.batch_size):
+            yield leftovers[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+
+def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Keep images of different sizes as a list: the model batches them after resizing."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+class CocoDataModule(L.LightningDataModule):
+    """Train and val COCO datasets with aspect-ratio grouped batches; sharded per rank under DDP.
+
+    Relative paths are taken under `root` when it is given.
+    """
+
+    def __init__(self, train_json: str, train_images: str, val_json: str, val_images: str, root: str | None = None,
+                 batch_size: int = 2,
+                 val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
+                 keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
+                 aspect_ratio_group_factor: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        self.paths = {key: Path(root or ".") / path for key, path in (
+            ("train_json", train_json), ("train_images", train_images), ("val_json", val_json),
+            ("val_images", val_images))}
+        for key, path in self.paths.items():
+            if not (path.is_file() if key.endswith("json") else path.is_dir()):
+                what = "a COCO-format annotation json" if key.endswith("json") else "the folder of its images"
+                raise DetectError(f"data.{key}: {path} does not exist; set it (or data.root) to {what}")
+        if batch_size < 1 or val_batch_size < 1:
+            raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.keep_empty_train, self.flip_prob, self.photometric = keep_empty_train, flip_prob, photometric
+        self.aspect_ratio_group_factor, self.seed = aspect_ratio_group_factor, seed
+        self.train_set: CocoDetection | None = None
+        self.val_set: CocoDetection | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index both annotation files (once) and check that the two splits share one category list."""
+        if self.val_set is not None:
+            return
+        self.val_set = CocoDetection(self.paths["val_json"], self.paths["val_images"])
+        if stage in (None, "fit"):
+            self.train_set = CocoDetection(self.paths["train_json"], self.paths["train_images"],
+                                           train_transforms(self.flip_prob, self.photometric),
+                                           keep_empty=self.keep_empty_train)
+            if self.train_set.classes != self.val_set.classes:
+                raise DetectError(f"{self.paths['train_json']} and {self.paths['val_json']} list different categories; "
+                                  "both splits need the same 'categories'")
+
+    @property
+    def classes(self) -> Classes:
+        """The dataset's classes (after `setup`)."""
+        assert self.val_set is not None, "call setup() first"
+        return self.val_set.classes
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, dataset: CocoDetection, batch_sampler: Sampler[list[int]]) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate,
+                          pin_memory=self.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        world_size, rank = self._world()
+        if world_size > 1:
+            sampler = DistributedSampler(self.train_set, world_size, rank, shuffle=True, seed=self.seed)
+        else:
+            sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.seed))
+        if self.aspect_ratio_group_factor >= 0:
+            groups = aspect_ratio_groups(self.train_set.aspect_ratios(), self.aspect_ratio_group_factor)
+            batch_sampler = GroupedBatchSampler(sampler, groups, self.batch_size)
+        else:
+            batch_sampler = BatchSampler(sampler, self.batch_size, drop_last=True)
+        return self._loader(self.train_set, batch_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """Every val image once per rank shard; DistributedSampler pads with repeats, the evaluator drops them."""
+        world_size, rank = self._world()
+        sampler = (DistributedSampler(self.val_set, world_size, rank, shuffle=False) if world_size > 1
+                   else range(len(self.val_set)))
+        return self._loader(self.val_set, BatchSampler(sampler, self.val_batch_size, drop_last=False))
+
+
+class SyntheticDataModule(CocoDataModule):
+    """The built-in default: writes (once) the synthetic COCO dataset of `detect.synthetic` and reads it back."""
+
+    def __init__(self, cache_dir: str | None = None, num_train: int = 2000, num_val: int = 200,
+                 image_size: Sequence[int] = (112, 160), max_objects: int = 4,
+                 object_sizes: Sequence[int] = (16, 56), **loader_options: Any) -> None:
+        paths = write_synthetic_coco(cache_dir, seed=loader_options.get("seed", 0), num_train=num_train,
+                                     num_val=num_val, image_size=tuple(image_size), max_objects=max_objects,
+                                     object_sizes=tuple(object_sizes))
+        super().__init__(**{key: str(path) for key, path in paths.items()}, **loader_options)

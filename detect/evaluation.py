@@ -1,0 +1,132 @@
+"""COCO evaluation with pycocotools against the dataset's own annotation file, gathered across DDP ranks."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detect.model import Classes
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Sequence[int],
+                    category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Model outputs (xyxy boxes in original image pixels, labels 1..K) to COCO results (xywh, original ids)."""
+    results = []
+    for output, image_id in zip(outputs, image_ids):
+        boxes = output["boxes"].detach().float().cpu()
+        boxes[:, 2:] -= boxes[:, :2]
+        for box, label, score in zip(boxes.tolist(), output["labels"].tolist(), output["scores"].tolist()):
+            results.append({"image_id": int(image_id), "category_id": int(category_ids[label - 1]),
+                            "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)})
+    return results
+
+
+@dataclass
+class CocoEvaluation:
+    """pycocotools' 12 summary stats by name, the printed summary, and AP / AP50 per class."""
+
+    stats: dict[str, float]
+    summary: str
+    per_class: list[dict[str, Any]]
+
+    def per_class_table(self) -> str:
+        """The per-class AP table as aligned text."""
+        width = max([len("class")] + [len(row["class"]) for row in self.per_class])
+        lines = [f"{'class':<{width}}  {'id':>5}  {'AP':>6}  {'AP50':>6}"]
+        lines += [f"{row['class']:<{width}}  {row['category_id']:>5}  {row['AP']:>6.3f}  {row['AP50']:>6.3f}"
+                  for row in self.per_class]
+        return "\n".join(lines)
+
+
+def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], classes: Classes,
+                  image_ids: Sequence[int] | None = None) -> CocoEvaluation:
+    """Run COCOeval (bbox) on `results` over `image_ids` (default: every image of `coco_gt`)."""
+    if not results:  # pycocotools cannot load an empty result list; nothing detected scores 0
+        return CocoEvaluation({name: 0.0 for name in STAT_NAMES}, "no detections: every AP and AR is 0",
+                              [{"class": n, "category_id": c, "AP": 0.0, "AP50": 0.0}
+                               for n, c in zip(classes.names, classes.category_ids)])
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes writes into the dicts
+        coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        if image_ids is not None:
+            coco_eval.params.imgIds = sorted(set(image_ids))
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        coco_eval.summarize()
+    # precision[iou, recall, class, area=all, maxDets=100]; -1 marks classes without ground truth
+    precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+    per_class = []
+    for k, category_id in enumerate(coco_eval.params.catIds):
+        name = classes.names[classes.category_ids.index(category_id)]
+        ap = precision[:, :, k]
+        valid = ap[ap > -1]
+        valid50 = ap[0][ap[0] > -1]
+        per_class.append({"class": name, "category_id": int(category_id),
+                          "AP": float(valid.mean()) if valid.size else float("nan"),
+                          "AP50": float(valid50.mean()) if valid50.size else float("nan")})
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats)}
+    return CocoEvaluation(stats, summary.getvalue().rstrip(), per_class)
+
+
+class CocoEvaluator:
+    """Collects predictions batch by batch, gathers them from every rank, evaluates once, writes the files."""
+
+    def __init__(self, coco_gt: COCO, classes: Classes) -> None:
+        self.coco_gt = coco_gt
+        self.classes = classes
+        self.predictions: dict[int, list[dict[str, Any]]] = {}
+
+    def reset(self) -> None:
+        self.predictions = {}
+
+    def update(self, outputs: Sequence[dict[str, torch.Tensor]], image_ids: Sequence[int]) -> None:
+        for output, image_id in zip(outputs, image_ids):
+            self.predictions[int(image_id)] = to_coco_results([output], [image_id], self.classes.category_ids)
+
+    def compute(self) -> tuple[CocoEvaluation, list[dict[str, Any]]]:
+        """Evaluate once, on rank 0, the predictions of every rank over the images that were predicted.
+
+        Every rank gets the evaluation back; the COCO results list is rank 0's only (empty elsewhere). An image
+        that DistributedSampler's padding repeated on two ranks counts once.
+        """
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        predictions = self.predictions
+        if distributed:
+            shards: list[dict | None] = [None] * dist.get_world_size()
+            dist.all_gather_object(shards, self.predictions)
+            predictions = {image_id: result for shard in shards for image_id, result in shard.items()}
+        evaluation, results = None, []
+        if not distributed or dist.get_rank() == 0:
+            results = [result for image_id in sorted(predictions) for result in predictions[image_id]]
+            evaluation = evaluate_coco(self.coco_gt, results, self.classes, image_ids=list(predictions))
+        if distributed:
+            box = [evaluation]
+            dist.broadcast_object_list(box, src=0)
+            evaluation = box[0]
+        return evaluation, results
+
+
+def write_evaluation(evaluation: CocoEvaluation, results: list[dict[str, Any]], folder: str | Path) -> None:
+    """predictions.json (COCO results format), metrics.json and per_class_ap.txt in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predictions.json").write_text(json.dumps(results))
+    metrics = {"stats": evaluation.stats, "per_class": evaluation.per_class}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
+    (folder / "per_class_ap.txt").write_text(evaluation.summary + "\n\n" + evaluation.per_class_table() + "\n")

@@ -1,0 +1,101 @@
+"""The LightningModule: Faster R-CNN losses, per-step warmup schedules, COCO evaluation, checkpoint metadata."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from torchvision.models.detection import FasterRCNN
+
+from detect.evaluation import CocoEvaluator, write_evaluation
+from detect.model import Classes
+
+
+def warmup_multistep(optimizer: torch.optim.Optimizer, warmup_steps: int, warmup_factor: float,
+                     milestones: Sequence[int], gamma: float) -> LambdaLR:
+    """Linear warmup from `warmup_factor` x lr, then x `gamma` at each milestone step (Detectron2's WarmupMultiStepLR)."""
+    def factor(step: int) -> float:
+        warmup = warmup_factor + (1 - warmup_factor) * step / warmup_steps if step < warmup_steps else 1.0
+        return warmup * gamma ** sum(step >= m for m in milestones)
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, warmup_factor: float, total_steps: int,
+                  final_factor: float) -> LambdaLR:
+    """Linear warmup, then a cosine from 1 down to `final_factor` x lr at `total_steps`."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return warmup_factor + (1 - warmup_factor) * step / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+class DetectionModule(L.LightningModule):
+    """Trains a torchvision FasterRCNN and scores it with pycocotools on the validation split.
+
+    `optimizer` and `scheduler` are factories (Hydra `_partial_` configs) called with the trainable
+    parameters and the optimizer. Evaluation files go to `output_dir/eval`.
+    """
+
+    def __init__(self, model: FasterRCNN, classes: Classes, evaluator: CocoEvaluator,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 scheduler: Callable[..., LambdaLR] | None = None, model_config: dict[str, Any] | None = None,
+                 output_dir: str | Path = ".") -> None:
+        super().__init__()
+        self.model = model
+        self.classes = classes
+        self.evaluator = evaluator
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.model_config = model_config or {}
+        self.output_dir = Path(output_dir)
+        self.last_evaluation = None
+
+    @staticmethod
+    def _to_float(images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """uint8 images travel to the device as they are (4x less to copy) and become floats there."""
+        return [image.float().div_(255) for image in images]
+
+    def training_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        losses = self.model(self._to_float(images), [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+        loss = sum(losses.values())
+        self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def validation_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> None:
+        images, targets = batch
+        outputs = self.model(self._to_float(images))
+        self.evaluator.update(outputs, [t["image_id"] for t in targets])
+
+    def on_validation_epoch_end(self) -> None:
+        evaluation, results = self.evaluator.compute()  # every rank gets the same numbers
+        self.last_evaluation = evaluation
+        self.log_dict({f"val/{name}": value for name, value in evaluation.stats.items()}, sync_dist=False)
+        if self.trainer.is_global_zero:
+            write_evaluation(evaluation, results, self.output_dir / "eval")
+            print(f"\nCOCO bbox evaluation at step {self.global_step}, {len(results)} detections:\n"
+                           f"{evaluation.summary}\n\n{evaluation.per_class_table()}\n")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Class names, original category ids and the model config travel with the weights (plain types only)."""
+        checkpoint["detect"] = {"class_names": list(self.classes.names),
+                                "category_ids": list(self.classes.category_ids), "model": self.model_config}

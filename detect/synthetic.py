@@ -1,0 +1,108 @@
+"""The built-in dataset: coloured shapes on textured backgrounds, written as COCO-format json + PNG images.
+
+Deterministic by seed, generated once into a cache folder, so `train.py` runs offline on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Category ids with a gap, as COCO's, so the id <-> contiguous label mapping is exercised by the demo too.
+CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}, {"id": 4, "name": "triangle"}]
+# Each shape has its own hue range (OpenCV hue, 0-179) so colour and shape both carry the class.
+HUE_RANGES = {"square": (0, 30), "disc": (60, 90), "triangle": (110, 140)}
+
+
+def default_cache_dir() -> Path:
+    """`$DETECT_CACHE` or `~/.cache/detect`."""
+    return Path(os.environ.get("DETECT_CACHE", Path.home() / ".cache" / "detect"))
+
+
+def _draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: tuple[int, ...]) -> list[float]:
+    """Draw one filled shape with its top-left corner at (x, y); return its tight COCO box [x, y, w, h]."""
+    if name == "square":
+        cv2.rectangle(image, (x, y), (x + size - 1, y + size - 1), color, thickness=-1)
+    elif name == "disc":
+        r = size // 2
+        cv2.circle(image, (x + r, y + r), r, color, thickness=-1, lineType=cv2.LINE_AA)
+    else:
+        points = np.array([[x + size // 2, y], [x, y + size - 1], [x + size - 1, y + size - 1]], dtype=np.int32)
+        cv2.fillPoly(image, [points], color, lineType=cv2.LINE_AA)
+    return [float(x), float(y), float(size), float(size)]
+
+
+def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int,
+                object_sizes: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
+    """One BGR image and its (category id, box) list; 1 in 10 images has no object."""
+    background = rng.integers(40, 200, size=3)
+    noise = rng.normal(0, 18, size=(height // 8 + 1, width // 8 + 1, 3))
+    texture = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = np.clip(background + texture, 0, 255).astype(np.uint8)
+    objects = []
+    count = 0 if rng.random() < 0.1 else int(rng.integers(1, max_objects + 1))
+    for _ in range(count):
+        category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+        size = int(rng.integers(object_sizes[0], min(object_sizes[1], width, height) + 1))
+        x, y = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
+        hue = int(rng.integers(*HUE_RANGES[category["name"]]))
+        hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(150, 256)]]])
+        color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+        objects.append((category["id"], _draw_shape(image, category["name"], x, y, size, color)))
+    return image, objects
+
+
+def _write_split(folder: Path, split: str, rng: np.random.Generator, count: int, image_size: tuple[int, int],
+                 max_objects: int, object_sizes: tuple[int, int]) -> None:
+    (folder / split).mkdir(parents=True)
+    images, annotations = [], []
+    min_side, max_side = image_size
+    for image_id in range(1, count + 1):
+        width, height = (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
+        image, objects = _make_image(rng, width, height, max_objects, object_sizes)
+        file_name = f"{image_id:06d}.png"
+        cv2.imwrite(str(folder / split / file_name), image)
+        images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        for category_id, box in objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
+                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+    coco = {"images": images, "annotations": annotations, "categories": CATEGORIES}
+    (folder / f"{split}.json").write_text(json.dumps(coco))
+
+
+def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num_train: int = 2000,
+                         num_val: int = 200, image_size: tuple[int, int] = (112, 160), max_objects: int = 4,
+                         object_sizes: tuple[int, int] = (16, 56)) -> dict[str, Path]:
+    """Write (once) a synthetic COCO dataset and return its paths: train_json, train_images, val_json, val_images.
+
+    `image_size` is the (min, max) of each image side; `object_sizes` the (min, max) shape side in pixels.
+    The folder name hashes every argument, and the folder appears by an atomic rename, so parallel
+    processes (DDP ranks) may call this at once.
+    """
+    params = dict(seed=seed, num_train=num_train, num_val=num_val, image_size=list(image_size),
+                  max_objects=max_objects, object_sizes=list(object_sizes), version=1)
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = cache_dir / "synthetic" / digest
+    if not (folder / "val.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{digest}."))
+        try:
+            rng = np.random.default_rng(seed)
+            _write_split(tmp, "train", rng, num_train, image_size, max_objects, object_sizes)
+            _write_split(tmp, "val", rng, num_val, image_size, max_objects, object_sizes)
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "val.json").is_file():  # not a parallel writer that got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"train_json": folder / "train.json", "train_images": folder / "train",
+            "val_json": folder / "val.json", "val_images": folder / "val"}
