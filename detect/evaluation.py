@@ -26,7 +26,7 @@ def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Seque
     """Model outputs (xyxy boxes in original image pixels, labels 1..K) to COCO results (xywh, original ids)."""
     results = []
     for output, image_id in zip(outputs, image_ids):
-        boxes = output["boxes"].detach().float().cpu()
+        boxes = output["boxes"].detach().float().cpu().clone()
         boxes[:, 2:] -= boxes[:, :2]
         for box, label, score in zip(boxes.tolist(), output["labels"].tolist(), output["scores"].tolist()):
             results.append({"image_id": int(image_id), "category_id": int(category_ids[label - 1]),
@@ -36,11 +36,12 @@ def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Seque
 
 @dataclass
 class CocoEvaluation:
-    """pycocotools' 12 summary stats by name, the printed summary, and AP / AP50 per class."""
+    """pycocotools' 12 summary stats by name, the printed summary, AP / AP50 per class, images evaluated."""
 
     stats: dict[str, float]
     summary: str
     per_class: list[dict[str, Any]]
+    num_images: int
 
     def per_class_table(self) -> str:
         """The per-class AP table as aligned text."""
@@ -54,10 +55,11 @@ class CocoEvaluation:
 def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], classes: Classes,
                   image_ids: Sequence[int] | None = None) -> CocoEvaluation:
     """Run COCOeval (bbox) on `results` over `image_ids` (default: every image of `coco_gt`)."""
+    num_images = len(set(image_ids)) if image_ids is not None else len(coco_gt.getImgIds())
     if not results:  # pycocotools cannot load an empty result list; nothing detected scores 0
         return CocoEvaluation({name: 0.0 for name in STAT_NAMES}, "no detections: every AP and AR is 0",
                               [{"class": n, "category_id": c, "AP": 0.0, "AP50": 0.0}
-                               for n, c in zip(classes.names, classes.category_ids)])
+                               for n, c in zip(classes.names, classes.category_ids)], num_images)
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes writes into the dicts
@@ -81,7 +83,7 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], classes: Classes
                           "AP": float(valid.mean()) if valid.size else float("nan"),
                           "AP50": float(valid50.mean()) if valid50.size else float("nan")})
     stats = {name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats)}
-    return CocoEvaluation(stats, summary.getvalue().rstrip(), per_class)
+    return CocoEvaluation(stats, summary.getvalue().rstrip(), per_class, num_images)
 
 
 class CocoEvaluator:
@@ -127,6 +129,6 @@ def write_evaluation(evaluation: CocoEvaluation, results: list[dict[str, Any]], 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "predictions.json").write_text(json.dumps(results))
-    metrics = {"stats": evaluation.stats, "per_class": evaluation.per_class}
+    metrics = {"stats": evaluation.stats, "per_class": evaluation.per_class, "images": evaluation.num_images}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
     (folder / "per_class_ap.txt").write_text(evaluation.summary + "\n\n" + evaluation.per_class_table() + "\n")

@@ -108,6 +108,12 @@ def read_detector_weights(spec: str, backbone_name: str) -> DetectorWeights:
     return weights
 
 
+def _first_mismatch(error: RuntimeError) -> str:
+    """The first 'size mismatch for ...' line of load_state_dict's multi-line error."""
+    lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+    return lines[0] if lines else str(error).splitlines()[0]
+
+
 def build_backbone(cfg: Mapping[str, Any]) -> BackboneWithFPN:
     """A torchvision ResNet with an FPN on layers 1-4 plus a max-pool level, as torchvision's R50-FPN."""
     name, norm, trainable = cfg["name"], cfg["norm"], int(cfg["trainable_layers"])
@@ -127,7 +133,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> BackboneWithFPN:
         try:
             missing, unexpected = resnet.load_state_dict(read_checkpoint(weights), strict=False)
         except RuntimeError as error:  # tensor shapes that differ: another depth
-            raise DetectError(f"model.backbone.weights={weights} is not a {name} state_dict: {str(error)[:300]}") from None
+            raise DetectError(f"model.backbone.weights={weights} is not a {name} state_dict ({_first_mismatch(error)})") from None
         if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
             raise DetectError(f"model.backbone.weights={weights} is not a {name} state_dict "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -201,7 +207,7 @@ def load_detector_weights(model: FasterRCNN, weights: DetectorWeights) -> None:
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # tensor shapes that differ
-        raise DetectError(f"weights {weights.source} do not fit this model: {str(error)[:300]}; {hint}") from None
+        raise DetectError(f"weights {weights.source} do not fit this model ({_first_mismatch(error)}); {hint}") from None
     kept_predictor = len(state_dict) == len(weights.state_dict)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")
                and (kept_predictor or not k.startswith(PREDICTOR_PREFIX))]

@@ -86,8 +86,8 @@ class DetectionModule(L.LightningModule):
         self.log_dict({f"val/{name}": value for name, value in evaluation.stats.items()}, sync_dist=False)
         if self.trainer.is_global_zero:
             write_evaluation(evaluation, results, self.output_dir / "eval")
-            print(f"\nCOCO bbox evaluation at step {self.global_step}, {len(results)} detections:\n"
-                           f"{evaluation.summary}\n\n{evaluation.per_class_table()}\n")
+            print(f"\nCOCO bbox evaluation at step {self.global_step}: {evaluation.num_images} images, "
+                  f"{len(results)} detections\n{evaluation.summary}\n\n{evaluation.per_class_table()}\n")
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]

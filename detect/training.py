@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +16,16 @@ from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
 from detect.model import build_model, read_detector_weights
 from detect.module import DetectionModule
+
+
+def _instantiate(node: DictConfig) -> object:
+    """Hydra's instantiate, with our own DetectError raised as itself rather than wrapped in Hydra's."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, DetectError):
+            raise error.__cause__ from None
+        raise
 
 
 @rank_zero_only
@@ -46,7 +57,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
 
-    datamodule: CocoDataModule = instantiate(cfg.data)
+    datamodule: CocoDataModule = _instantiate(cfg.data)
     datamodule.setup("fit" if cfg.mode == "fit" else "validate")
     classes = datamodule.classes
     weights_spec = cfg.ckpt_path if cfg.mode == "evaluate" else cfg.model.weights

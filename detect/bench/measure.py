@@ -1,0 +1,110 @@
+"""Timing one callable right: warm-up, then timed calls until a time budget, synchronized on a GPU; FLOPs; peaks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from detect.timing import DeviceTimer, peak_rss_mb, summarize
+
+
+@dataclass
+class Timing:
+    """Per-call milliseconds of one point: `wall_ms` host clock (synchronized before and after on a GPU),
+    `event_ms` CUDA-event time of the same calls, `unsynchronized_ms` a naive host clock (GPU only)."""
+
+    wall_ms: list[float]
+    warmup_runs: int
+    first_call_ms: float
+    event_ms: list[float] = field(default_factory=list)
+    unsynchronized_ms: list[float] = field(default_factory=list)
+
+
+def keep_timing(runs: int, elapsed_s: float, budget_s: float, min_runs: int, max_runs: int) -> bool:
+    """Whether to time another call: until `budget_s` is spent and `min_runs` are done, never past `max_runs`."""
+    return runs < max_runs and (runs < min_runs or elapsed_s < budget_s)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], device: torch.device | str, warmup_runs: int = 2, warmup_s: float = 1.0,
+               budget_s: float = 2.0, min_runs: int = 5, max_runs: int = 300, unsynchronized_runs: int = 0,
+               cuda_events: bool = True) -> Timing:
+    """Warm up until `warmup_runs` calls and `warmup_s` seconds, then time calls one by one until the budget.
+
+    On a GPU every timed call sits between two `torch.cuda.synchronize` (its wall time) and two CUDA events on
+    torch's stream (`cuda_events=False` for work on another stream, as ONNX Runtime's); `unsynchronized_runs` more
+    calls are then timed without synchronizing, as naive code would.
+    """
+    device = torch.device(device)
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    first_call_ms = (time.perf_counter() - start) * 1000.0
+    warmups = 1
+    while warmups < warmup_runs or time.perf_counter() - start < warmup_s:
+        fn()
+        warmups += 1
+    _synchronize(device)
+
+    timing = Timing([], warmups, first_call_ms)
+    start = time.perf_counter()
+    while keep_timing(len(timing.wall_ms), time.perf_counter() - start, budget_s, min_runs, max_runs):
+        t0 = time.perf_counter()
+        with DeviceTimer(device if cuda_events else "cpu") as timer:
+            fn()
+        _synchronize(device)
+        timing.wall_ms.append((time.perf_counter() - t0) * 1000.0)
+        if timer.cuda:
+            timing.event_ms.append(timer.elapsed_ms)
+    if device.type == "cuda":
+        for _ in range(unsynchronized_runs):
+            t0 = time.perf_counter()
+            fn()
+            timing.unsynchronized_ms.append((time.perf_counter() - t0) * 1000.0)
+        _synchronize(device)
+    return timing
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call as torch.utils.flop_counter counts them: 2 per multiply-add of convolutions and matmuls;
+    elementwise ops and custom kernels (RoIAlign, NMS) are not counted."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_tflops(device: torch.device | str, dtype: torch.dtype, side: int, budget_s: float = 1.0) -> float:
+    """Median TFLOP/s of a `side`-square matmul in `dtype` on `device`: the peak this machine reaches right now."""
+    a, b = (torch.rand(side, side, device=device, dtype=dtype) for _ in range(2))
+    timing = time_calls(lambda: a @ b, device, warmup_runs=2, warmup_s=0.2, budget_s=budget_s, min_runs=3)
+    median_ms = summarize(timing.event_ms or timing.wall_ms)["p50"]
+    return 2 * side**3 / (median_ms / 1000.0) / 1e12
+
+
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux: VmHWM back to the current RSS); elsewhere the peak stays the process's."""
+    if _CLEAR_REFS.exists():
+        _CLEAR_REFS.write_text("5")
+
+
+def peak_rss_since_reset_mb() -> float:
+    """Peak resident memory since `reset_peak_rss`, in MiB (the process's peak where Linux's VmHWM is missing)."""
+    if _STATUS.exists():
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return peak_rss_mb()

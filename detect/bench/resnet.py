@@ -1,0 +1,331 @@
+"""The ResNet sweep: every combination of task, depth, input size, batch, precision and backend, timed right.
+
+For each point: parameters, FLOPs counted for its input, median/p90/p99 latency, throughput, peak memory, achieved
+TFLOP/s and its share of a matmul peak measured on the spot. ONNX Runtime points are checked against PyTorch first.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from detect.bench.measure import (count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls)
+from detect.bench.plots import write_plots
+from detect.errors import DetectError
+from detect.export import (TASKS, OnnxDetector, OnnxModel, build_network, check_parity, export_onnx, parse_size)
+from detect.model import BACKBONES
+from detect.timing import cuda_memory_mb, summarize
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One combination of the sweep's axes."""
+
+    task: str
+    backbone: str
+    size: str  # HxW
+    batch: int
+    precision: str
+    backend: str
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+
+
+def _check_choices(key: str, values: list, allowed: tuple) -> None:
+    for value in values:
+        if value not in allowed:
+            raise DetectError(f"{key}={value!r} is not allowed; choose from {', '.join(allowed)}")
+
+
+def sweep_points(cfg: DictConfig) -> list[Point]:
+    """The points of the sweep, in the order they run (the network changes as rarely as possible)."""
+    tasks, backbones = _as_list(cfg.task), _as_list(cfg.backbone)
+    precisions, backends = _as_list(cfg.precision), _as_list(cfg.backend)
+    _check_choices("task", tasks, TASKS)
+    _check_choices("backbone", backbones, BACKBONES)
+    _check_choices("precision", precisions, tuple(PRECISIONS))
+    _check_choices("backend", backends, BACKENDS)
+    sizes = ["{}x{}".format(*parse_size(size)) for size in _as_list(cfg.size)]
+    batches = [int(batch) for batch in _as_list(cfg.batch)]
+    if min(batches) < 1:
+        raise DetectError(f"batch={batches} must be >= 1")
+    axes = itertools.product(tasks, backbones, sizes, batches, precisions, backends)
+    return [Point(*values) for values in axes]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DetectError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DetectError(f"device={name} but torch sees no GPU; use device=cpu")
+    return device
+
+
+def network_config(cfg: DictConfig, task: str, backbone: str, size: str) -> DictConfig:
+    """The `model` config for `backbone`; the detector's resize keeps a `size` image as it is."""
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.name = backbone
+    if task == "detector":
+        height, width = parse_size(size)
+        model_cfg.min_size, model_cfg.max_size = min(height, width), max(height, width)
+    return model_cfg
+
+
+def random_inputs(task: str, size: str, batch: int, dtype: torch.dtype, device: torch.device,
+                  seed: int) -> torch.Tensor | list[torch.Tensor]:
+    """Uniform 0..1 images (never zeros): a batch tensor, or a list of 3xHxW images for the detector."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, *parse_size(size), generator=generator).to(device, dtype)
+    return list(images) if task == "detector" else images
+
+
+class Workload:
+    """The fp32 eager network of (task, backbone[, detector size]) on the device, its FLOPs and its ONNX export."""
+
+    def __init__(self, cfg: DictConfig, task: str, backbone: str, size: str, device: torch.device) -> None:
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.task, self.device = cfg, task, device
+        self.network, _ = build_network(task, network_config(cfg, task, backbone, size), cfg.classifier_classes,
+                                        cfg.detector_classes)
+        self.network.to(device)
+        self.params = sum(p.numel() for p in self.network.parameters())
+        self.onnx_path = Path(cfg.output_dir) / "onnx" / f"{task}_{backbone}_{size if task == 'detector' else 'any'}.onnx"
+        self._gflops: dict[str, float] = {}
+        self._runner: OnnxModel | OnnxDetector | None = None
+
+    def gflops_per_image(self, size: str) -> float:
+        if size not in self._gflops:
+            images = random_inputs(self.task, size, 1, torch.float32, self.device, self.cfg.seed)
+            with torch.inference_mode():
+                self._gflops[size] = count_flops(lambda: self.network(images)) / 1e9
+        return self._gflops[size]
+
+    def onnx_runner(self, size: str) -> OnnxModel | OnnxDetector:
+        """Export once (traced at `size`, any size runs) and open it in ONNX Runtime on the device."""
+        if self._runner is None:
+            example = random_inputs(self.task, size, 1, torch.float32, torch.device("cpu"), self.cfg.seed)
+            network_cpu = copy.deepcopy(self.network).cpu()
+            export_onnx(network_cpu, self.task, example[0] if self.task == "detector" else example, self.onnx_path,
+                        self.cfg.onnxruntime.opset, {"task": self.task})
+            runner_class = OnnxDetector if self.task == "detector" else OnnxModel
+            self._runner = runner_class(self.onnx_path, self.device, self.cfg.onnxruntime.threads,
+                                        self.cfg.onnxruntime.optimization)
+        return self._runner
+
+
+def _skip_reason(point: Point, device: torch.device) -> str | None:
+    if point.backend == "onnxruntime" and point.precision != "fp32":
+        return "onnxruntime runs the fp32 export"
+    if point.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "this GPU has no bf16"
+    return None
+
+
+def prepare_call(point: Point, workload: Workload, inputs: Any, parity_cfg: Any) -> tuple[Callable[[], Any], str]:
+    """The call to time for `point`'s backend, and the parity summary for ONNX Runtime (empty otherwise).
+
+    Raises DetectError when the ONNX model does not reproduce PyTorch.
+    """
+    network = workload.network
+    if point.backend == "onnxruntime":
+        runner = workload.onnx_runner(point.size)
+        parity = check_parity(network, point.task, runner, inputs, parity_cfg)
+        if not parity.ok:
+            raise DetectError(f"ONNX parity failed: {parity.summary}")
+        if point.task == "detector":
+            return lambda: runner(inputs), parity.summary
+        binding = runner.bind(images=inputs)
+        return lambda: runner.run(binding), parity.summary
+    dtype = PRECISIONS[point.precision]
+    if dtype != torch.float32 or point.backend != "eager":
+        network = copy.deepcopy(network).to(dtype)
+    if point.backend == "channels_last":
+        network = network.to(memory_format=torch.channels_last)
+    if point.backend == "compile":
+        network = torch.compile(network)
+    return lambda: network(inputs), ""
+
+
+def run_point(point: Point, workload: Workload, cfg: DictConfig, device: torch.device,
+              peaks: dict[str, float]) -> dict[str, Any]:
+    """Measure one point; a point the device or backend cannot run comes back with a note instead of figures."""
+    row: dict[str, Any] = {**asdict(point), "device": str(device), "params_m": workload.params / 1e6}
+    reason = _skip_reason(point, device)
+    if reason:
+        return row | {"note": f"skipped: {reason}"}
+    dtype = PRECISIONS[point.precision]
+    inputs = random_inputs(point.task, point.size, point.batch, dtype, device, cfg.seed + 1)
+    if point.backend == "channels_last" and point.task != "detector":
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    gflops = workload.gflops_per_image(point.size)
+    try:
+        with torch.inference_mode():
+            call, parity = prepare_call(point, workload, inputs, cfg.parity)
+            reset_peak_rss()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            timing = time_calls(call, device, cfg.warmup.min_runs, cfg.warmup.min_s, cfg.repeats.budget_s,
+                                cfg.repeats.min_runs, cfg.repeats.max_runs, cfg.unsynchronized_runs,
+                                cuda_events=point.backend != "onnxruntime")
+    except (RuntimeError, NotImplementedError, DetectError) as error:  # a kernel missing for a dtype, a parity miss
+        return row | {"gflops_per_image": gflops, "note": f"failed: {str(error).splitlines()[0][:160]}"}
+    if point.precision not in peaks:
+        peaks[point.precision] = matmul_tflops(device, dtype, cfg.peak_matmul[device.type])
+    stats = summarize(timing.wall_ms)
+    tflops = gflops * point.batch / stats["p50"]  # GFLOP per ms = TFLOP/s
+    memory = cuda_memory_mb(device)
+    row |= {
+        "gflops_per_image": gflops,
+        "median_ms": stats["p50"], "p90_ms": stats["p90"], "p99_ms": stats["p99"], "mean_ms": stats["mean"],
+        "img_per_s": point.batch / stats["p50"] * 1000.0,
+        "tflops": tflops, "peak_tflops": peaks[point.precision], "peak_share": tflops / peaks[point.precision],
+        "vram_alloc_mib": memory.get("peak_allocated") if point.backend != "onnxruntime" else None,
+        "vram_reserved_mib": memory.get("peak_reserved") if point.backend != "onnxruntime" else None,
+        "peak_rss_mib": peak_rss_since_reset_mb() if device.type == "cpu" else None,
+        "warmup_runs": timing.warmup_runs, "first_call_ms": timing.first_call_ms, "runs": stats["n"],
+        "event_ms": summarize(timing.event_ms)["p50"] if timing.event_ms else None,
+        "unsync_ms": summarize(timing.unsynchronized_ms)["p50"] if timing.unsynchronized_ms else None,
+        "parity": parity,
+    }
+    return row
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """`speedup`: the eager median of the same task, depth, size, batch and precision over this point's median."""
+    eager = {(r["task"], r["backbone"], r["size"], r["batch"], r["precision"]): r.get("median_ms")
+             for r in rows if r["backend"] == "eager"}
+    for row in rows:
+        base = eager.get((row["task"], row["backbone"], row["size"], row["batch"], row["precision"]))
+        row["speedup"] = base / row["median_ms"] if base and row.get("median_ms") else None
+
+
+COLUMNS = ["task", "backbone", "size", "batch", "precision", "backend", "device", "params_m", "gflops_per_image",
+           "median_ms", "p90_ms", "p99_ms", "mean_ms", "img_per_s", "tflops", "peak_tflops", "peak_share", "speedup",
+           "vram_alloc_mib", "vram_reserved_mib", "peak_rss_mib", "warmup_runs", "first_call_ms", "runs", "event_ms",
+           "unsync_ms", "parity", "note"]
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The points as a markdown table: latency in ms per call (one batch), memory in MiB."""
+    cpu = all(r["device"] == "cpu" for r in rows)
+    header = ["task", "backbone", "size", "batch", "prec", "backend", "params M", "GFLOP/img", "median ms", "p90 ms",
+              "p99 ms", "img/s", "TFLOP/s", "% of peak", "vs eager", "peak RSS MiB" if cpu else "VRAM alloc/res MiB",
+              "warm-up", "runs", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        memory = _fmt(r.get("peak_rss_mib"), 4) if cpu else (
+            f"{_fmt(r.get('vram_alloc_mib'), 4)}/{_fmt(r.get('vram_reserved_mib'), 4)}" if r.get("vram_alloc_mib") else "")
+        share = r.get("peak_share")
+        cells = [r["task"], r["backbone"], r["size"], r["batch"], r["precision"], r["backend"], _fmt(r["params_m"]),
+                 _fmt(r.get("gflops_per_image")), _fmt(r.get("median_ms")), _fmt(r.get("p90_ms")),
+                 _fmt(r.get("p99_ms")), _fmt(r.get("img_per_s")), _fmt(r.get("tflops"), 2),
+                 f"{share:.0%}" if share else "", f"{r['speedup']:.2f}x" if r.get("speedup") else "", memory,
+                 _fmt(r.get("warmup_runs")), _fmt(r.get("runs")), r.get("note") or r.get("parity") or ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def method_text(cfg: DictConfig, device: torch.device) -> str:
+    """How the figures were taken, printed above the table."""
+    threads = cfg.threads or torch.get_num_threads()
+    clock = ("host clock with torch.cuda.synchronize() before and after every call, cross-checked by CUDA events "
+             "around the same calls" if device.type == "cuda" else "host clock (time.perf_counter) around every call")
+    return (
+        f"Method: device {device} ({torch.get_num_threads()} torch threads, ONNX Runtime intra-op threads "
+        f"{cfg.onnxruntime.threads or threads}), torch {torch.__version__}. Per point: warm-up until "
+        f">= {cfg.warmup.min_runs} calls and >= {cfg.warmup.min_s:g} s, then calls timed one by one ({clock}) until "
+        f"{cfg.repeats.budget_s:g} s and >= {cfg.repeats.min_runs} calls (at most {cfg.repeats.max_runs}). "
+        "Latency = one call on one batch (median, p90, p99); img/s = batch / median. Inputs: uniform random images "
+        f"(seed {cfg.seed}), random weights unless model.weights is set; the detector runs at the given size (its "
+        "resize is set to keep it). FLOPs: torch.utils.flop_counter on one image, 2 per multiply-add, convolutions "
+        "and matmuls only. Peak: median speed of a square matmul of side "
+        f"{cfg.peak_matmul[device.type]} in the same precision, measured in this run. Memory: peak RSS of the "
+        "process during the point (CPU) or peak CUDA-allocator memory (GPU). ONNX Runtime points are checked "
+        f"against PyTorch fp32 eager on the point's input first (optimization level {cfg.onnxruntime.optimization})."
+    )
+
+
+def gpu_timer_line(row: dict[str, Any]) -> str:
+    """Wall clock with synchronize vs CUDA events vs a naive unsynchronized clock, for one GPU point."""
+    wall, event, unsync = row["median_ms"], row["event_ms"], row["unsync_ms"]
+    gap = abs(wall - event) / event
+    return (f"timers for {row['task']} {row['backbone']} {row['size']} batch {row['batch']} {row['precision']} "
+            f"{row['backend']}: wall-clock with synchronize {wall:.3f} ms vs CUDA events {event:.3f} ms "
+            f"({gap:.1%} apart: {'agree' if gap <= 0.05 else 'DISAGREE'} within 5%); an unsynchronized timer "
+            f"reports {unsync:.3f} ms")
+
+
+def run_sweep(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run every point of the sweep, printing as it goes; write bench.csv, table.md and the plots to output_dir."""
+    points = sweep_points(cfg)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    method = method_text(cfg, device)
+    print(method, flush=True)
+    rows: list[dict[str, Any]] = []
+    peaks: dict[str, float] = {}
+    workload, workload_key = None, None
+    for i, point in enumerate(points, 1):
+        key = (point.task, point.backbone, point.size if point.task == "detector" else "")
+        if key != workload_key:
+            workload, workload_key = None, key  # free the previous network before building the next
+            workload = Workload(cfg, point.task, point.backbone, point.size, device)
+        row = run_point(point, workload, cfg, device, peaks)
+        rows.append(row)
+        write_csv(rows, output_dir / "bench.csv")  # a sweep cut short keeps what it measured
+        figures = (f"median {row['median_ms']:.2f} ms, {row['img_per_s']:.1f} img/s" if "median_ms" in row
+                   else row["note"])
+        print(f"[{i}/{len(points)}] {point.task} {point.backbone} {point.size} batch {point.batch} "
+              f"{point.precision} {point.backend}: {figures}" + (f"; parity {row['parity']}" if row.get("parity") else ""),
+              flush=True)
+        if row.get("event_ms") is not None:
+            print(gpu_timer_line(row), flush=True)
+    add_speedups(rows)
+    write_csv(rows, output_dir / "bench.csv")
+    table = markdown_table(rows)
+    peak_text = ", ".join(f"{p} {tflops:.3g} TFLOP/s" for p, tflops in peaks.items())
+    report = f"{method}\n\nMeasured matmul peak: {peak_text or 'none'}\n\n{table}\n"
+    (output_dir / "table.md").write_text(report)
+    plots = write_plots(rows, output_dir)
+    print(f"\n{table}\n\nMeasured matmul peak: {peak_text or 'none'}")
+    print(f"wrote {output_dir / 'bench.csv'}, {output_dir / 'table.md'}" +
+          "".join(f", {p}" for p in plots), flush=True)
+    return rows

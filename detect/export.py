@@ -1,0 +1,301 @@
+"""ResNet classifier, ResNet-FPN backbone and Faster R-CNN to ONNX, run by ONNX Runtime, checked against PyTorch.
+
+    uv run python -m detect.export export.task=detector model/backbone=resnet50 model.weights=<checkpoint>
+    uv run python -m detect.export export.task=classifier model/backbone=resnet18
+
+The detector graph is torchvision's whole FasterRCNN in eval mode (resize and normalisation inside, boxes mapped
+back to the input pixels) for one 3xHxW image of any size; `OnnxDetector` runs it with the same call as the
+PyTorch model. Every export is checked against PyTorch on random images before it is reported as written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torchvision
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from detect.checkpoint import read_checkpoint
+from detect.errors import DetectError
+from detect.model import Classes, build_backbone, build_model, read_detector_weights
+
+TASKS = ("classifier", "detector", "backbone")
+FEATURE_NAMES = ("0", "1", "2", "3", "pool")  # BackboneWithFPN's output levels (strides 4 to 64)
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+NUMPY_TYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64}
+
+
+def build_network(task: str, model_cfg: Mapping[str, Any], classifier_classes: int = 1000,
+                  detector_classes: int = 91) -> tuple[nn.Module, Classes | None]:
+    """The eval-mode network of `task` for the `model` config, with the weights it names, and its classes if known.
+
+    classifier: torchvision's ResNet (`model.backbone.weights`: null, a torchvision enum name or a state_dict file);
+    backbone: `detect.model.build_backbone`; detector: `detect.model.build_model` (`model.weights`).
+    """
+    if task not in TASKS:
+        raise DetectError(f"task={task!r} is not a task; choose one of {', '.join(TASKS)}")
+    name = model_cfg["backbone"]["name"]
+    classes = None
+    if task == "classifier":
+        weights = model_cfg["backbone"].get("weights")
+        local = weights and Path(weights).suffix
+        network = torchvision.models.get_model(name, weights=None if local else weights,
+                                               num_classes=None if weights and not local else classifier_classes)
+        if local:
+            network.load_state_dict(read_checkpoint(weights))
+    elif task == "backbone":
+        network = build_backbone(model_cfg["backbone"])
+    else:
+        weights = read_detector_weights(model_cfg["weights"], name) if model_cfg.get("weights") else None
+        network = build_model(model_cfg, weights.num_classes if weights else detector_classes, weights)
+        classes = weights.classes if weights else None
+    return network.eval(), classes
+
+
+def export_onnx(network: nn.Module, task: str, example: torch.Tensor, path: str | Path, opset: int = 17,
+                metadata: Mapping[str, str] | None = None) -> Path:
+    """Trace `network` on `example` into an ONNX file with dynamic image size (and dynamic batch but for the detector).
+
+    `example` is one 3xHxW image for the detector (whose graph takes one image), an NxCxHxW batch otherwise.
+    Uses the TorchScript-based exporter (`dynamo=False`): torchvision's detection models export with it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if task == "detector":
+        args, input_names, output_names = ([example],), ["image"], ["boxes", "labels", "scores"]
+        dynamic_axes = {"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in output_names}}
+    else:
+        args, input_names = (example,), ["images"]
+        output_names = ["logits"] if task == "classifier" else list(FEATURE_NAMES)
+        image_axes = {0: "batch", 2: "height", 3: "width"}
+        dynamic_axes = {"images": image_axes,
+                        **{n: {0: "batch"} if task == "classifier" else {0: "batch", 2: f"h{n}", 3: f"w{n}"}
+                           for n in output_names}}
+    with warnings.catch_warnings(), torch.no_grad():  # tracer warnings about Python values are expected here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network.eval(), args, str(path), dynamo=False, opset_version=opset,
+                          input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+                          do_constant_folding=True)
+    if metadata:
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, dict(metadata))
+        onnx.save(proto, str(path))
+    return path
+
+
+class OnnxModel:
+    """An ONNX Runtime session on `device` that reads torch tensors in place and leaves its outputs on the device.
+
+    `bind` once and `run` many times to time only the network; calling the model binds, runs and returns the
+    outputs as CPU tensors.
+    """
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None,
+                 optimization: str = "all") -> None:
+        path, self.device = Path(path), torch.device(device)
+        if not path.is_file():
+            raise DetectError(f"ONNX model {path} does not exist; write one with `python -m detect.export`")
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise DetectError(f"onnxruntime.optimization={optimization!r} is not a level; "
+                              f"choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise DetectError("this onnxruntime has no CUDAExecutionProvider; install onnxruntime-gpu "
+                                  "or run the ONNX model on device=cpu")
+            providers = [("CUDAExecutionProvider", {"device_id": self.device.index or 0}), *providers]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types for a file that is no model
+            raise DetectError(f"ONNX model {path} could not be loaded ({error}); export it again") from error
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def bind(self, **inputs: torch.Tensor) -> ort.IOBinding:
+        """Bind `inputs` (kept alive by the caller) by pointer and the outputs to this device."""
+        binding = self.session.io_binding()
+        for name, tensor in inputs.items():
+            if not tensor.is_contiguous() or tensor.dtype not in NUMPY_TYPES:
+                raise DetectError(f"ONNX input {name!r} must be a contiguous float32/float16 tensor, "
+                                  f"got {tensor.dtype}")
+            binding.bind_input(name, tensor.device.type, tensor.device.index or 0, NUMPY_TYPES[tensor.dtype],
+                               tuple(tensor.shape), tensor.data_ptr())
+        for output in self.session.get_outputs():
+            binding.bind_output(output.name, self.device.type, self.device.index or 0)
+        return binding
+
+    def run(self, binding: ort.IOBinding) -> None:
+        self.session.run_with_iobinding(binding)
+
+    def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
+        inputs = {name: tensor.to(self.device).contiguous() for name, tensor in inputs.items()}
+        binding = self.bind(**inputs)
+        self.run(binding)
+        return [torch.from_numpy(array) for array in binding.copy_outputs_to_cpu()]
+
+
+class OnnxDetector:
+    """An exported Faster R-CNN called like torchvision's FasterRCNN in eval mode.
+
+    `detector(images)` takes float32 RGB 3xHxW tensors in 0..1 of any size and returns, per image, a dict of
+    `boxes` (xyxy, input pixels), `labels` and `scores` on `device`. `classes` are those written at export.
+    """
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None,
+                 optimization: str = "all") -> None:
+        self.model = OnnxModel(path, device, threads, optimization)
+        self.device = self.model.device
+        meta = self.model.metadata
+        if meta.get("task", "detector") != "detector":
+            raise DetectError(f"ONNX model {path} is a {meta['task']}, not a detector; export one with "
+                              "`python -m detect.export export.task=detector`")
+        self.classes = (Classes(json.loads(meta["class_names"]), json.loads(meta["category_ids"]))
+                        if "class_names" in meta else None)
+
+    def __call__(self, images: Iterable[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        results = []
+        for image in images:
+            if image.ndim != 3 or image.shape[0] != 3:
+                raise DetectError(f"OnnxDetector takes 3xHxW RGB images, got a tensor of shape {tuple(image.shape)}")
+            boxes, labels, scores = self.model(image=image.to(torch.float32))
+            results.append({"boxes": boxes.to(self.device), "labels": labels.to(self.device),
+                            "scores": scores.to(self.device)})
+        return results
+
+
+@dataclass
+class Parity:
+    """Whether an exported model reproduces PyTorch, and the worst differences in words."""
+
+    ok: bool
+    summary: str
+
+
+def detector_parity(reference: Sequence[Mapping[str, torch.Tensor]], candidate: Sequence[Mapping[str, torch.Tensor]],
+                    box_px: float = 1.0, score_tol: float = 1e-3, score_thresh: float = 0.05,
+                    detections_per_img: int = 100) -> Parity:
+    """Same detections per image: each box has one of the same label within `box_px` (every coordinate) in the
+    other output, with a score within `score_tol`. Matching by box makes the check blind to the order of near-equal
+    scores. A detection scored within `score_tol` of the cut (`score_thresh`, or the lowest score kept when
+    `detections_per_img` fill up) may be in one output only: a rounding difference moves it across the cut."""
+    worst_box = worst_score = 0.0
+    matched = at_cut = 0
+    for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        ref = {k: v.detach().cpu().double() for k, v in ref.items()}
+        cand = {k: v.detach().cpu().double() for k, v in cand.items()}
+        distance = (ref["boxes"][:, None] - cand["boxes"][None]).abs().amax(-1)
+        distance[ref["labels"][:, None] != cand["labels"][None]] = float("inf")
+        ref_distance = distance.min(1).values if len(cand["boxes"]) else torch.full((len(ref["boxes"]),), torch.inf)
+        cand_distance = distance.min(0).values if len(ref["boxes"]) else torch.full((len(cand["boxes"]),), torch.inf)
+        cut = max([score_thresh] + [out["scores"].min().item() for out in (ref, cand)
+                                    if len(out["scores"]) >= detections_per_img])
+        lone = torch.cat([ref["scores"][ref_distance > box_px], cand["scores"][cand_distance > box_px]])
+        if (lone > cut + score_tol).any():
+            return Parity(False, f"image {i}: {int((lone > cut + score_tol).sum())} detections (best score "
+                                 f"{lone.max():.3g}) have no match of the same label within {box_px:g} px")
+        kept = ref_distance <= box_px
+        if kept.any():
+            match = distance[kept].argmin(1)
+            worst_box = max(worst_box, ref_distance[kept].max().item())
+            worst_score = max(worst_score, (ref["scores"][kept] - cand["scores"][match]).abs().max().item())
+        matched, at_cut = matched + int(kept.sum()), at_cut + len(lone)
+    ok = worst_box <= box_px and worst_score <= score_tol
+    lone_text = f", {at_cut} at the score cut in one output only" if at_cut else ""
+    return Parity(ok, f"{matched} detections matched, boxes within {worst_box:.2g} px, scores within "
+                      f"{worst_score:.2g} (limits {box_px:g} px, {score_tol:g}){lone_text}")
+
+
+def tensor_parity(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], rel_tol: float = 1e-4) -> Parity:
+    """Every output within `rel_tol` of PyTorch, relative to the largest magnitude of that output."""
+    worst = 0.0
+    for ref, cand in zip(reference, candidate, strict=True):
+        if ref.shape != cand.shape:
+            return Parity(False, f"output shape {tuple(cand.shape)}, PyTorch has {tuple(ref.shape)}")
+        ref, cand = ref.cpu().double(), cand.cpu().double()
+        worst = max(worst, ((ref - cand).abs().max() / ref.abs().max().clamp_min(1e-12)).item())
+    return Parity(worst <= rel_tol, f"outputs within {worst:.2g} relative (limit {rel_tol:g})")
+
+
+def flat_outputs(task: str, output: Any) -> list[torch.Tensor]:
+    """A classifier's or backbone's PyTorch output as the list of tensors its ONNX graph returns."""
+    return [output] if task == "classifier" else [output[name] for name in FEATURE_NAMES]
+
+
+def parse_size(size: int | str) -> tuple[int, int]:
+    """(height, width) of `224`, `"800x1333"` (HxW), `"720p"` or `"1080p"` (16:9)."""
+    text = str(size).strip().lower()
+    if text.endswith("p") and text[:-1].isdigit():
+        height = int(text[:-1])
+        return height, round(height * 16 / 9)
+    parts = text.split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[-1])
+    raise DetectError(f"size {size!r} is not an image size; write 224 (square), 800x1333 (HxW) or 1080p")
+
+
+def export_and_check(cfg: DictConfig) -> tuple[Path, list[Parity]]:
+    """Build the `export.task` network from the config, export it and compare ONNX Runtime to PyTorch."""
+    task, export_cfg = cfg.export.task, cfg.export
+    torch.manual_seed(cfg.seed)
+    network, classes = build_network(task, cfg.model, cfg.classifier_classes, cfg.detector_classes)
+    metadata = {"task": task, "backbone": cfg.model.backbone.name,
+                "model": json.dumps(OmegaConf.to_container(cfg.model, resolve=True))}
+    if classes is not None:
+        metadata |= {"class_names": json.dumps(classes.names), "category_ids": json.dumps(classes.category_ids)}
+    height, width = parse_size(export_cfg.size)
+    batch = 1 if task == "detector" else 2
+    path = export_onnx(network, task, torch.rand(batch, 3, height, width)[0 if task == "detector" else slice(None)],
+                       export_cfg.path, cfg.onnxruntime.opset, metadata)
+    runner_class = OnnxDetector if task == "detector" else OnnxModel
+    runner = runner_class(path, "cpu", cfg.onnxruntime.threads, cfg.onnxruntime.optimization)
+    sizes = [(height, width), (width, height)]  # the traced size and another one: the size is an input
+    return path, [check_parity(network, task, runner, torch.rand(batch, 3, *size), cfg.parity) for size in sizes]
+
+
+def check_parity(network: nn.Module, task: str, runner: OnnxModel | OnnxDetector,
+                 images: torch.Tensor | list[torch.Tensor], parity_cfg: Mapping[str, float]) -> Parity:
+    """Run `network` and its ONNX `runner` on `images` (a batch, or a list of images for the detector)."""
+    with torch.inference_mode():
+        reference = network(list(images)) if task == "detector" else flat_outputs(task, network(images))
+    if task == "detector":
+        return detector_parity(reference, runner(images), parity_cfg["box_px"], parity_cfg["score"],
+                               network.roi_heads.score_thresh, network.roi_heads.detections_per_img)
+    return tensor_parity(reference, runner(images=images), parity_cfg["logits_rel"])
+
+
+@hydra.main(config_path="../configs", config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        path, results = export_and_check(cfg)
+    except DetectError as error:
+        sys.exit(f"error: {error}")
+    size_mb = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size_mb:.0f} MiB, opset {cfg.onnxruntime.opset}, dynamic image size)")
+    for parity in results:
+        print(f"parity with PyTorch: {'ok' if parity.ok else 'FAILED'}: {parity.summary}")
+    if not all(parity.ok for parity in results):
+        sys.exit("error: the ONNX model does not reproduce PyTorch within the parity limits (see above)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Every config composes, and bad values fail before any work with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from conftest import compose_train
+from detect.config import check_train_config
+from detect.errors import DetectError
+from detect.model import BACKBONES
+
+EXPECTED_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_composes_with_real_defaults_on_coco(backbone: str, tmp_path) -> None:
+    cfg = compose_train(["data=coco", f"data.root={tmp_path}", f"model/backbone={backbone}"])
+    assert cfg.model.backbone.name == backbone
+    assert (cfg.model.min_size, cfg.model.max_size) == (800, 1333)  # none of the demo's shrinking leaks
+    assert cfg.model.backbone.norm == "frozen_bn" and cfg.model.backbone.fpn_channels == 256
+    assert cfg.model.roi.representation_size == 1024 and cfg.model.rpn.post_nms_top_n_train == 2000
+    assert cfg.data._target_ == "detect.data.CocoDataModule"
+
+
+def test_default_is_the_scaled_down_demo() -> None:
+    cfg = compose_train([])
+    assert cfg.data._target_ == "detect.data.SyntheticDataModule"
+    assert cfg.model.backbone.name == "resnet18" and cfg.model.min_size == 128
+    assert "demo" in cfg.demo_note
+    # a backbone chosen on the command line wins over the demo's choice
+    assert compose_train(["model/backbone=resnet50"]).model.backbone.name == "resnet50"
+
+
+def test_experiments_follow_detectron2_recipes(tmp_path) -> None:
+    r50 = compose_train(["experiment=coco_r50_1x", f"data.root={tmp_path}"])
+    assert r50.model.backbone.name == "resnet50" and r50.data.batch_size * r50.trainer.devices == 16
+    assert (r50.optim.lr, r50.trainer.max_steps, list(r50.scheduler.milestones)) == (0.02, 90000, [60000, 80000])
+    assert r50.scheduler.warmup_steps == 1000 and list(r50.model.min_size)[0] == 640
+    r101 = compose_train(["experiment=coco_r101_3x", f"data.root={tmp_path}"])
+    assert r101.model.backbone.name == "resnet101" and r101.trainer.max_steps == 270000
+    assert list(r101.scheduler.milestones) == [210000, 250000] and r101.optim.lr == 0.02
+
+
+def test_unknown_backbone_group_lists_the_options() -> None:
+    with pytest.raises(MissingConfigException) as error:
+        compose_train(["model/backbone=resnet42"])
+    assert "resnet42" in str(error.value) and "resnet101" in str(error.value)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.backbone.name=resnet42", "model.backbone.name='resnet42' is not allowed; choose one of resnet18"),
+    ("optim.lr=-0.1", "optim.lr=-0.1 must be > 0"),
+    ("model.backbone.norm=group", "model.backbone.norm='group' is not allowed"),
+    ("trainer.precision=8-mixed", "trainer.precision='8-mixed' is not allowed"),
+    ("mode=evaluate", "mode=evaluate needs ckpt_path"),
+    ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt does not exist"),
+])
+def test_bad_values_fail_with_the_key(override: str, message: str) -> None:
+    cfg = compose_train([override])
+    with pytest.raises(DetectError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+        check_train_config(cfg)
+
+
+def test_unset_custom_paths_are_named() -> None:
+    cfg = compose_train(["data=custom"])
+    with pytest.raises(DetectError, match="data.train_images, data.train_json, data.val_images, data.val_json must"):
+        check_train_config(cfg)

@@ -1,0 +1,139 @@
+"""ONNX export of the classifier and the detector, ONNX Runtime runs, and the parity checks between them and PyTorch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from detect.errors import DetectError
+from detect.export import (OnnxDetector, OnnxModel, build_network, detector_parity, export_and_check, export_onnx,
+                           parse_size, tensor_parity)
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+ROOT = Path(__file__).resolve().parents[1]
+# A detector small enough to export and run in seconds: 160 px, few proposals, 4 classes (random heads then score
+# most proposals above the 0.05 threshold, so the parity check compares real boxes, not two empty lists).
+TINY_DETECTOR = ["model/backbone=resnet18", "model.min_size=160", "model.max_size=224", "model.backbone.fpn_channels=64",
+                 "model.roi.representation_size=128", "model.rpn.pre_nms_top_n_test=200",
+                 "model.rpn.post_nms_top_n_test=50", "model.roi.detections_per_img=30", "detector_classes=4"]
+
+
+def bench_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="bench", overrides=overrides)
+
+
+def detection(boxes: list[list[float]], labels: list[int], scores: list[float]) -> dict[str, torch.Tensor]:
+    return {"boxes": torch.tensor(boxes).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64),
+            "scores": torch.tensor(scores)}
+
+
+def test_parse_size() -> None:
+    assert parse_size(224) == (224, 224)
+    assert parse_size("800x1333") == (800, 1333)
+    assert parse_size("1080p") == (1080, 1920)
+    with pytest.raises(DetectError, match="not an image size"):
+        parse_size("big")
+
+
+def test_detector_parity_matches_by_box_and_label() -> None:
+    reference = [detection([[0, 0, 10, 10], [20, 20, 40, 40]], [1, 2], [0.9, 0.5])]
+    reordered = [detection([[20.4, 20, 40, 40], [0, 0, 10, 10.3]], [2, 1], [0.5002, 0.9])]
+    assert detector_parity(reference, reordered).ok
+    shifted = [detection([[0, 0, 10, 10], [20, 22, 40, 40]], [1, 2], [0.9, 0.5])]
+    assert not detector_parity(reference, shifted).ok
+    relabelled = [detection([[0, 0, 10, 10], [20, 20, 40, 40]], [1, 3], [0.9, 0.5])]
+    assert not detector_parity(reference, relabelled).ok
+    rescored = [detection([[0, 0, 10, 10], [20, 20, 40, 40]], [1, 2], [0.9, 0.51])]
+    assert not detector_parity(reference, rescored).ok
+
+
+def test_detector_parity_tolerates_a_detection_at_the_score_cut_only() -> None:
+    reference = [detection([[0, 0, 10, 10], [20, 20, 40, 40]], [1, 2], [0.9, 0.0502])]
+    one_less = [detection([[0, 0, 10, 10]], [1], [0.9])]
+    assert detector_parity(reference, one_less, score_thresh=0.05).ok  # 0.0502 is within 1e-3 of the threshold
+    assert not detector_parity(reference, one_less, score_thresh=0.04).ok
+    confident = [detection([[0, 0, 10, 10], [20, 20, 40, 40]], [1, 2], [0.9, 0.8])]
+    assert not detector_parity(confident, one_less).ok
+    assert not detector_parity(reference, [detection([], [], [])]).ok
+
+
+def test_classifier_export_matches_pytorch_at_any_batch_and_size(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    network, _ = build_network("classifier", bench_config(["model/backbone=resnet18"]).model)
+    path = export_onnx(network, "classifier", torch.rand(1, 3, 64, 64), tmp_path / "resnet18.onnx")
+    runner = OnnxModel(path)
+    for shape in [(1, 3, 64, 64), (3, 3, 96, 80)]:
+        images = torch.rand(*shape)
+        with torch.inference_mode():
+            reference = network(images)
+        logits = runner(images=images)
+        assert logits[0].shape == (shape[0], 1000)
+        parity = tensor_parity([reference], logits, 1e-4)
+        assert parity.ok, parity.summary
+    with torch.no_grad():  # the check fails on a network that differs a little
+        network.fc.bias[3] += 0.01 * reference.abs().max()
+        assert not tensor_parity([network(images)], logits, 1e-4).ok
+
+
+def test_detector_export_matches_pytorch_and_keeps_the_classes(tmp_path: Path) -> None:
+    cfg = bench_config([*TINY_DETECTOR, "export.task=detector", f"export.path={tmp_path / 'det.onnx'}",
+                        "export.size=150x200"])
+    torch.manual_seed(0)
+    network, _ = build_network("detector", cfg.model, detector_classes=4)
+    state = {f"model.{k}": v for k, v in network.state_dict().items()}
+    checkpoint = tmp_path / "tiny.ckpt"  # the format train.py writes
+    torch.save({"state_dict": state, "detect": {"class_names": ["car", "cat", "dog"], "category_ids": [3, 17, 18],
+                                                "model": {}}}, checkpoint)
+    cfg.model.weights = str(checkpoint)
+
+    path, results = export_and_check(cfg)
+    assert all(parity.ok for parity in results), [parity.summary for parity in results]
+
+    detector = OnnxDetector(path)
+    assert detector.classes.names == ["car", "cat", "dog"] and detector.classes.category_ids == [3, 17, 18]
+    images = [torch.rand(3, 120, 180), torch.rand(3, 200, 140)]  # sizes it was not traced at
+    outputs = detector(images)
+    with torch.inference_mode():
+        reference = network(images)
+    assert sum(len(out["boxes"]) for out in reference) > 20  # a comparison of real boxes
+    parity = detector_parity(reference, outputs, 1.0, 1e-3, network.roi_heads.score_thresh,
+                             network.roi_heads.detections_per_img)
+    assert parity.ok, parity.summary
+    for image, out in zip(images, outputs):
+        assert set(out) == {"boxes", "labels", "scores"}
+        assert out["boxes"].dtype == torch.float32 and out["labels"].dtype == torch.int64
+        assert (out["boxes"][:, 2] <= image.shape[2] + 1e-3).all() and (out["boxes"][:, 3] <= image.shape[1] + 1e-3).all()
+        assert ((out["labels"] >= 1) & (out["labels"] <= 3)).all()
+        assert (out["scores"] >= 0.05).all()
+
+
+def test_onnx_detector_rejects_a_missing_file_and_a_classifier(tmp_path: Path) -> None:
+    with pytest.raises(DetectError, match="does not exist"):
+        OnnxDetector(tmp_path / "missing.onnx")
+    network, _ = build_network("classifier", bench_config(["model/backbone=resnet18"]).model, classifier_classes=10)
+    path = export_onnx(network, "classifier", torch.rand(1, 3, 32, 32), tmp_path / "cls.onnx", metadata={"task": "classifier"})
+    with pytest.raises(DetectError, match="not a detector"):
+        OnnxDetector(path)
+
+
+def test_export_command_writes_a_checked_model(tmp_path: Path) -> None:
+    path = tmp_path / "cls.onnx"
+    result = subprocess.run([sys.executable, "-m", "detect.export", "export.task=classifier", "model/backbone=resnet18",
+                             "export.size=64x96", f"export.path={path}", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"wrote {path}" in result.stdout
+    assert result.stdout.count("parity with PyTorch: ok") == 2
+    assert OnnxModel(path)(images=torch.rand(2, 3, 40, 48))[0].shape == (2, 1000)
+
+    result = subprocess.run([sys.executable, "-m", "detect.export", "export.task=segmenter",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "error: task='segmenter' is not a task" in result.stderr and "Traceback" not in result.stderr
