@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from unittest import mock
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchvision.models.detection import transform as detection_transform
 
 from detect.checkpoint import read_checkpoint
 from detect.errors import DetectError
@@ -69,6 +71,28 @@ def build_network(task: str, model_cfg: Mapping[str, Any], classifier_classes: i
     return network.eval(), classes
 
 
+def _resize_as_eager(image: torch.Tensor, self_min_size: float, self_max_size: float,
+                     target: dict[str, torch.Tensor] | None = None, fixed_size: tuple[int, int] | None = None,
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """torchvision's detection resize for tracing, with the output size computed in float64 as eager PyTorch does.
+
+    torchvision traces `min_size / side` in float32 (a reciprocal times a constant), which makes some images one
+    pixel short of eager's size (a 100x100 image at min_size 160 becomes 159x159), and the boxes move by pixels.
+    """
+    if fixed_size is not None:
+        return _TORCHVISION_RESIZE(image, self_min_size, self_max_size, target, fixed_size)
+    shape = detection_transform._get_shape_onnx(image).to(torch.float64)  # (H, W)
+    limits = torch.tensor([float(self_min_size), float(self_max_size)], dtype=torch.float64)  # 1-D: stays float64
+    scale = (limits / torch.stack([shape.min(), shape.max()])).min()
+    size = torch.floor(shape * scale).to(torch.int64)
+    image = torch.nn.functional.interpolate(image[None], size=(size[0], size[1]), mode="bilinear",
+                                            align_corners=False)[0]
+    return image, target
+
+
+_TORCHVISION_RESIZE = detection_transform._resize_image_and_masks
+
+
 def export_onnx(network: nn.Module, task: str, example: torch.Tensor, path: str | Path, opset: int = 17,
                 metadata: Mapping[str, str] | None = None) -> Path:
     """Trace `network` on `example` into an ONNX file with dynamic image size (and dynamic batch but for the detector).
@@ -88,8 +112,9 @@ def export_onnx(network: nn.Module, task: str, example: torch.Tensor, path: str 
         dynamic_axes = {"images": image_axes,
                         **{n: {0: "batch"} if task == "classifier" else {0: "batch", 2: f"h{n}", 3: f"w{n}"}
                            for n in output_names}}
-    with warnings.catch_warnings(), torch.no_grad():  # tracer warnings about Python values are expected here
-        warnings.simplefilter("ignore")
+    with (warnings.catch_warnings(), torch.no_grad(),
+          mock.patch.object(detection_transform, "_resize_image_and_masks", _resize_as_eager)):
+        warnings.simplefilter("ignore")  # tracer warnings about Python values are expected here
         torch.onnx.export(network.eval(), args, str(path), dynamo=False, opset_version=opset,
                           input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
                           do_constant_folding=True)
@@ -159,6 +184,8 @@ class OnnxDetector:
 
     `detector(images)` takes float32 RGB 3xHxW tensors in 0..1 of any size and returns, per image, a dict of
     `boxes` (xyxy, input pixels), `labels` and `scores` on `device`. `classes` are those written at export.
+    The graph takes one image, so the results are PyTorch's for one image per call (PyTorch pads a list of images
+    of different sizes into one batch, which moves its results slightly).
     """
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None,
