@@ -55,6 +55,7 @@ class DetectorWeights:
     state_dict: dict[str, torch.Tensor]
     classes: Classes | None
     source: str
+    model_config: dict[str, Any] | None = None  # the `model` config a checkpoint of train.py was trained with
 
     @property
     def num_classes(self) -> int:
@@ -96,13 +97,13 @@ def read_detector_weights(spec: str, backbone_name: str) -> DetectorWeights:
         state_dict = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
         meta = checkpoint.get("detect", {})
         classes = Classes(list(meta["class_names"]), list(meta["category_ids"])) if "class_names" in meta else None
+        model_config = meta.get("model") or None
     else:
-        state_dict = checkpoint
-        classes = None
+        state_dict, classes, model_config = checkpoint, None, None
     if PREDICTOR_PREFIX + "cls_score.weight" not in state_dict:
         raise DetectError(f"model.weights={spec} holds no Faster R-CNN box predictor "
                           f"({PREDICTOR_PREFIX}cls_score.weight); pass a detector checkpoint, not a backbone")
-    weights = DetectorWeights(state_dict, classes, str(spec))
+    weights = DetectorWeights(state_dict, classes, str(spec), model_config)
     if classes is None and weights.num_classes == len(COCO_CLASSES) + 1:
         weights.classes = COCO_CLASSES  # torchvision's COCO layout: 91 outputs, label = COCO category id
     return weights
@@ -114,8 +115,11 @@ def _first_mismatch(error: RuntimeError) -> str:
     return lines[0] if lines else str(error).splitlines()[0]
 
 
-def build_backbone(cfg: Mapping[str, Any]) -> BackboneWithFPN:
-    """A torchvision ResNet with an FPN on layers 1-4 plus a max-pool level, as torchvision's R50-FPN."""
+def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True) -> BackboneWithFPN:
+    """A torchvision ResNet with an FPN on layers 1-4 plus a max-pool level, as torchvision's R50-FPN.
+
+    With `load_weights`, the ResNet starts from `cfg["weights"]` (ImageNet); without, from random weights.
+    """
     name, norm, trainable = cfg["name"], cfg["norm"], int(cfg["trainable_layers"])
     if name not in BACKBONES:
         raise DetectError(f"model.backbone.name={name!r} is not a backbone; choose one of {', '.join(BACKBONES)}")
@@ -125,7 +129,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> BackboneWithFPN:
         raise DetectError(f"model.backbone.trainable_layers={trainable} is out of range; choose 0 to 5")
 
     resnet = torchvision.models.get_model(name, weights=None, norm_layer=NORMS[norm])
-    weights = cfg.get("weights")
+    weights = cfg.get("weights") if load_weights else None
     if weights and _is_enum_name(weights):
         enum = _weight_enum(torchvision.models.get_model_weights(name), weights, "model.backbone.weights")
         resnet.load_state_dict(_download_state_dict(enum))
@@ -155,12 +159,14 @@ def build_backbone(cfg: Mapping[str, Any]) -> BackboneWithFPN:
     return backbone
 
 
-def build_model(cfg: Mapping[str, Any], num_classes: int, weights: DetectorWeights | None = None) -> FasterRCNN:
+def build_model(cfg: Mapping[str, Any], num_classes: int, weights: DetectorWeights | None = None,
+                pretrained_backbone: bool = True) -> FasterRCNN:
     """torchvision's FasterRCNN from the `model` config; `num_classes` counts the background class.
 
-    With `weights`, everything is loaded from them but the box predictor when its class count differs.
+    With `weights`, everything is loaded from them but the box predictor when its class count differs, and the
+    backbone's ImageNet weights are not read. `pretrained_backbone=False` skips those too (a resumed run).
     """
-    backbone = build_backbone(cfg["backbone"])
+    backbone = build_backbone(cfg["backbone"], load_weights=pretrained_backbone and weights is None)
     anchor_sizes = tuple((int(size),) for size in cfg["anchor_sizes"])
     aspect_ratios = (tuple(float(r) for r in cfg["aspect_ratios"]),) * len(anchor_sizes)
     min_size = cfg["min_size"]

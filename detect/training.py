@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.mode == "evaluate" and weights.classes is not None and weights.classes != classes:
         raise DetectError(f"ckpt_path={cfg.ckpt_path} was trained on categories {weights.classes.category_ids} "
                           f"but the val set has {classes.category_ids}; evaluate it on its own dataset")
-    model = build_model(cfg.model, num_classes=len(classes) + 1, weights=weights)
+    resuming = cfg.mode == "fit" and cfg.ckpt_path  # the checkpoint brings every weight: no ImageNet download
+    model = build_model(cfg.model, num_classes=len(classes) + 1, weights=weights, pretrained_backbone=not resuming)
 
     module = DetectionModule(
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes),

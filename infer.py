@@ -1,0 +1,23 @@
+"""Detect on images, a folder, a glob, a video, a webcam or a stream, timing every stage (see configs/infer.yaml)."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from detect.errors import DetectError
+from detect.infer import infer
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="infer")
+def main(cfg: DictConfig) -> None:
+    try:
+        infer(cfg)
+    except DetectError as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:  # before the first frame; later, Ctrl-C ends the run cleanly inside infer()
+        sys.exit("interrupted")
+
+
+if __name__ == "__main__":
+    main()
