@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +18,15 @@ from detect.timing import DeviceTimer, peak_rss_mb, summarize
 @dataclass
 class Timing:
     """Per-call milliseconds of one point: `wall_ms` host clock (synchronized before and after on a GPU),
-    `event_ms` CUDA-event time of the same calls, `unsynchronized_ms` a naive host clock (GPU only)."""
+    `event_ms` CUDA-event time of the same calls, `unsynchronized_ms` a naive host clock (GPU only);
+    `system_share` the part of the process's CPU time the timed calls spent in the kernel (page faults...),
+    `other_cores` the CPU cores other processes (or the hypervisor) kept busy meanwhile, on average."""
 
     wall_ms: list[float]
     warmup_runs: int
     first_call_ms: float
+    system_share: float = float("nan")
+    other_cores: float = float("nan")
     event_ms: list[float] = field(default_factory=list)
     unsynchronized_ms: list[float] = field(default_factory=list)
 
@@ -57,6 +63,7 @@ def time_calls(fn: Callable[[], object], device: torch.device | str, warmup_runs
     _synchronize(device)
 
     timing = Timing([], warmups, first_call_ms)
+    usage, machine_busy_s = resource.getrusage(resource.RUSAGE_SELF), busy_cpu_seconds()
     start = time.perf_counter()
     while keep_timing(len(timing.wall_ms), time.perf_counter() - start, budget_s, min_runs, max_runs):
         t0 = time.perf_counter()
@@ -66,6 +73,12 @@ def time_calls(fn: Callable[[], object], device: torch.device | str, warmup_runs
         timing.wall_ms.append((time.perf_counter() - t0) * 1000.0)
         if timer.cuda:
             timing.event_ms.append(timer.elapsed_ms)
+    elapsed_s = time.perf_counter() - start
+    end_usage, end_machine_busy_s = resource.getrusage(resource.RUSAGE_SELF), busy_cpu_seconds()
+    user_s, system_s = end_usage.ru_utime - usage.ru_utime, end_usage.ru_stime - usage.ru_stime
+    timing.system_share = system_s / (user_s + system_s) if user_s + system_s > 0 else float("nan")
+    if machine_busy_s is not None and end_machine_busy_s is not None:
+        timing.other_cores = max(0.0, end_machine_busy_s - machine_busy_s - user_s - system_s) / elapsed_s
     if device.type == "cuda":
         for _ in range(unsynchronized_runs):
             t0 = time.perf_counter()
@@ -73,6 +86,16 @@ def time_calls(fn: Callable[[], object], device: torch.device | str, warmup_runs
             timing.unsynchronized_ms.append((time.perf_counter() - t0) * 1000.0)
         _synchronize(device)
     return timing
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot, stolen time included (Linux /proc/stat), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -84,9 +107,10 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def matmul_tflops(device: torch.device | str, dtype: torch.dtype, side: int, budget_s: float = 1.0) -> float:
-    """Median TFLOP/s of a `side`-square matmul in `dtype` on `device`: the peak this machine reaches right now."""
-    a, b = (torch.rand(side, side, device=device, dtype=dtype) for _ in range(2))
-    timing = time_calls(lambda: a @ b, device, warmup_runs=2, warmup_s=0.2, budget_s=budget_s, min_runs=3)
+    """Median TFLOP/s of a `side`-square matmul in `dtype` on `device`: the peak this machine reaches right now.
+    The product goes to one preallocated tensor, so no call pays for fresh memory."""
+    a, b, product = (torch.rand(side, side, device=device, dtype=dtype) for _ in range(3))
+    timing = time_calls(lambda: torch.matmul(a, b, out=product), device, warmup_runs=2, warmup_s=0.2, budget_s=budget_s, min_runs=3)
     median_ms = summarize(timing.event_ms or timing.wall_ms)["p50"]
     return 2 * side**3 / (median_ms / 1000.0) / 1e12
 

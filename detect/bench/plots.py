@@ -10,11 +10,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+import matplotlib.pyplot as plt  # after choosing the file-only backend
+from matplotlib import ticker
 
-from detect.model import BACKBONES  # noqa: E402
+from detect.model import BACKBONES
 
 Row = dict[str, Any]
+BACKEND_COLORS = {"channels_last": "tab:orange", "compile": "tab:green", "onnxruntime": "tab:blue"}
 
 
 def _pixels(size: str) -> int:
@@ -30,9 +32,11 @@ def _panels(rows: list[Row], keys: tuple[str, ...]) -> dict[tuple, list[Row]]:
 
 
 def _figure(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+    """Panels on a shared y axis (up to 3 a line) under one title."""
     columns = min(count, 3)
     lines = math.ceil(count / columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 4.2 * lines), squeeze=False)
+    figure, axes = plt.subplots(lines, columns, figsize=(1.2 + 4.6 * columns, 0.6 + 3.8 * lines), squeeze=False,
+                                sharey=True, layout="constrained")
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     figure.suptitle(title, fontsize=13)
@@ -40,20 +44,33 @@ def _figure(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
 
 def _depth_lines(ax: plt.Axes, rows: list[Row], x: Callable[[Row], float], y: Callable[[Row], float | None]) -> None:
-    """One line per backbone, in depth order, through the rows that have a y value."""
-    for backbone in BACKBONES:
+    """One line per backbone, in depth order (the same colour in every panel), through the rows with a y value."""
+    for color, backbone in enumerate(BACKBONES):
         points = sorted((x(r), y(r)) for r in rows if r["backbone"] == backbone and y(r) is not None)
         if points:
-            ax.plot(*zip(*points), marker="o", label=backbone)
+            ax.plot(*zip(*points), marker="o", color=f"C{color}", label=backbone)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+
+
+def _depth_legend(figure: plt.Figure, axes: list[plt.Axes]) -> None:
+    """One legend for all panels, right of them."""
+    handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    ordered = [name for name in BACKBONES if name in handles]
+    figure.legend([handles[name] for name in ordered], ordered, loc="outside right upper", title="depth")
+
+
+def _log_y(ax: plt.Axes) -> None:
+    """A log y axis labelled with plain numbers at 1, 2, 5 x 10^k."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _size_axis(ax: plt.Axes, sizes: Iterable[str]) -> None:
@@ -76,9 +93,10 @@ def latency_vs_size(rows: list[Row], path: Path) -> Path | None:
         _depth_lines(ax, [r for r in panel if r["batch"] == batch], lambda r: _pixels(r["size"]),
                      lambda r: r.get("median_ms"))
         _size_axis(ax, (r["size"] for r in panel))
-        ax.set_yscale("log")
+        _log_y(ax)
         ax.set_ylabel("median latency (ms)")
         ax.set_title(f"{task}, {backend}, {precision}, batch {batch}", fontsize=10)
+    _depth_legend(figure, axes)
     return _save(figure, path)
 
 
@@ -96,10 +114,11 @@ def throughput_vs_batch(rows: list[Row], path: Path) -> Path | None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(batches, [str(b) for b in batches])
         ax.minorticks_off()
-        ax.set_yscale("log")
+        _log_y(ax)
         ax.set_xlabel("batch size (images per call)")
         ax.set_ylabel("throughput (images/s)")
         ax.set_title(f"{task}, {backend}, {precision}, {size}", fontsize=10)
+    _depth_legend(figure, axes)
     return _save(figure, path)
 
 
@@ -110,7 +129,7 @@ def memory_vs_size(rows: list[Row], path: Path) -> Path | None:
     if not panels:
         return None
     gpu = any(r["device"].startswith("cuda") for r in rows)
-    key, label = ("vram_alloc_mib", "peak VRAM allocated (MiB)") if gpu else ("peak_rss_mib", "peak process RSS (MiB)")
+    key, label = ("vram_alloc_mib", "peak VRAM allocated (MiB)") if gpu else ("peak_rss_mib", "peak RSS of the whole process (MiB)")
     figure, axes = _figure(len(panels), f"{'VRAM' if gpu else 'Memory (RSS)'} vs input size")
     for ax, ((task, backend, precision), panel) in zip(axes, panels.items()):
         batch = min(r["batch"] for r in panel)
@@ -118,6 +137,7 @@ def memory_vs_size(rows: list[Row], path: Path) -> Path | None:
         _size_axis(ax, (r["size"] for r in panel))
         ax.set_ylabel(label)
         ax.set_title(f"{task}, {backend}, {precision}, batch {batch}", fontsize=10)
+    _depth_legend(figure, axes)
     return _save(figure, path)
 
 
@@ -126,25 +146,29 @@ def backend_speedups(rows: list[Row], path: Path) -> Path | None:
     others = sorted({r["backend"] for r in rows if r.get("speedup") and r["backend"] != "eager"})
     if not others:
         return None
-    groups = _panels([r for r in rows if r.get("speedup") and r["backend"] != "eager"],
-                     ("task", "backbone", "size", "batch", "precision"))
+    keys = ("task", "backbone", "size", "batch", "precision")
+    groups = _panels([r for r in rows if r.get("speedup") and r["backend"] != "eager"], keys)
+    varying = [i for i, key in enumerate(keys) if len({group[i] for group in groups}) > 1] or [1]
+    common = ", ".join(str(v) for i, v in enumerate(next(iter(groups))) if i not in varying)
     height = 0.8 / len(others)
-    figure, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * len(groups) * len(others) + 0.1 * len(groups)))
-    labels = []
-    for g, ((task, backbone, size, batch, precision), group) in enumerate(groups.items()):
-        labels.append(f"{task} {backbone} {size} b{batch} {precision}")
+    figure, ax = plt.subplots(figsize=(9, 1.4 + (0.2 * len(others) + 0.12) * len(groups)), layout="constrained")
+    labelled = set()
+    for g, (group_key, group) in enumerate(groups.items()):
         for b, backend in enumerate(others):
             speedup = next((r["speedup"] for r in group if r["backend"] == backend), None)
             if speedup is not None:
-                bar = ax.barh(g + (b - (len(others) - 1) / 2) * height, speedup, height, color=f"C{b + 1}",
-                              label=backend if g == 0 or backend not in ax.get_legend_handles_labels()[1] else None)
+                bar = ax.barh(g + (b - (len(others) - 1) / 2) * height, speedup, height, color=BACKEND_COLORS[backend],
+                              label=None if backend in labelled else backend)
+                labelled.add(backend)
                 ax.bar_label(bar, [f"{speedup:.2f}x"], fontsize=7, padding=2)
-    ax.axvline(1.0, color="black", linewidth=1)
+    labels = [" ".join(f"b{v}" if keys[i] == "batch" else str(v) for i, v in enumerate(k) if i in varying)
+              for k in groups]
     ax.set_yticks(range(len(groups)), labels, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(groups) - 0.5, -0.5)
+    ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xlabel("speed-up over eager PyTorch (eager median / backend median; > 1 is faster)")
-    ax.set_title("Backend speed-ups", fontsize=13)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Backend speed-ups{f' ({common})' if common else ''}", fontsize=12)
+    ax.legend(fontsize=8, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
     return _save(figure, path)
 

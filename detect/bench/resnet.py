@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from detect.bench.measure import (count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls)
+from detect.bench.measure import count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls
 from detect.bench.plots import write_plots
 from detect.errors import DetectError
-from detect.export import (TASKS, OnnxDetector, OnnxModel, build_network, check_parity, export_onnx, parse_size)
+from detect.export import TASKS, OnnxDetector, OnnxModel, build_network, check_parity, export_onnx, parse_size
 from detect.model import BACKBONES
 from detect.timing import cuda_memory_mb, summarize
 
@@ -189,11 +189,12 @@ def run_point(point: Point, workload: Workload, cfg: DictConfig, device: torch.d
                                 cuda_events=point.backend != "onnxruntime")
     except (RuntimeError, NotImplementedError, DetectError) as error:  # a kernel missing for a dtype, a parity miss
         return row | {"gflops_per_image": gflops, "note": f"failed: {str(error).splitlines()[0][:160]}"}
-    if point.precision not in peaks:
+    memory = cuda_memory_mb(device)
+    peak_rss = peak_rss_since_reset_mb() if device.type == "cpu" else None
+    if point.precision not in peaks:  # after the memory peaks: the matmul's tensors are not the point's
         peaks[point.precision] = matmul_tflops(device, dtype, cfg.peak_matmul[device.type])
     stats = summarize(timing.wall_ms)
     tflops = gflops * point.batch / stats["p50"]  # GFLOP per ms = TFLOP/s
-    memory = cuda_memory_mb(device)
     row |= {
         "gflops_per_image": gflops,
         "median_ms": stats["p50"], "p90_ms": stats["p90"], "p99_ms": stats["p99"], "mean_ms": stats["mean"],
@@ -201,7 +202,8 @@ def run_point(point: Point, workload: Workload, cfg: DictConfig, device: torch.d
         "tflops": tflops, "peak_tflops": peaks[point.precision], "peak_share": tflops / peaks[point.precision],
         "vram_alloc_mib": memory.get("peak_allocated") if point.backend != "onnxruntime" else None,
         "vram_reserved_mib": memory.get("peak_reserved") if point.backend != "onnxruntime" else None,
-        "peak_rss_mib": peak_rss_since_reset_mb() if device.type == "cpu" else None,
+        "peak_rss_mib": peak_rss,
+        "cpu_system_share": timing.system_share, "other_cores": timing.other_cores,
         "warmup_runs": timing.warmup_runs, "first_call_ms": timing.first_call_ms, "runs": stats["n"],
         "event_ms": summarize(timing.event_ms)["p50"] if timing.event_ms else None,
         "unsync_ms": summarize(timing.unsynchronized_ms)["p50"] if timing.unsynchronized_ms else None,
@@ -221,7 +223,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 COLUMNS = ["task", "backbone", "size", "batch", "precision", "backend", "device", "params_m", "gflops_per_image",
            "median_ms", "p90_ms", "p99_ms", "mean_ms", "img_per_s", "tflops", "peak_tflops", "peak_share", "speedup",
-           "vram_alloc_mib", "vram_reserved_mib", "peak_rss_mib", "warmup_runs", "first_call_ms", "runs", "event_ms",
+           "vram_alloc_mib", "vram_reserved_mib", "peak_rss_mib", "cpu_system_share", "other_cores", "warmup_runs", "first_call_ms", "runs", "event_ms",
            "unsync_ms", "parity", "note"]
 
 
@@ -245,7 +247,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     cpu = all(r["device"] == "cpu" for r in rows)
     header = ["task", "backbone", "size", "batch", "prec", "backend", "params M", "GFLOP/img", "median ms", "p90 ms",
               "p99 ms", "img/s", "TFLOP/s", "% of peak", "vs eager", "peak RSS MiB" if cpu else "VRAM alloc/res MiB",
-              "warm-up", "runs", "note"]
+              "sys CPU", "other cores", "warm-up", "runs", "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         memory = _fmt(r.get("peak_rss_mib"), 4) if cpu else (
@@ -255,6 +257,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                  _fmt(r.get("gflops_per_image")), _fmt(r.get("median_ms")), _fmt(r.get("p90_ms")),
                  _fmt(r.get("p99_ms")), _fmt(r.get("img_per_s")), _fmt(r.get("tflops"), 2),
                  f"{share:.0%}" if share else "", f"{r['speedup']:.2f}x" if r.get("speedup") else "", memory,
+                 f"{r['cpu_system_share']:.0%}" if r.get("cpu_system_share") is not None else "",
+                 _fmt(r.get("other_cores"), 2),
                  _fmt(r.get("warmup_runs")), _fmt(r.get("runs")), r.get("note") or r.get("parity") or ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
@@ -262,22 +266,28 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def method_text(cfg: DictConfig, device: torch.device) -> str:
     """How the figures were taken, printed above the table."""
-    threads = cfg.threads or torch.get_num_threads()
     clock = ("host clock with torch.cuda.synchronize() before and after every call, cross-checked by CUDA events "
              "around the same calls" if device.type == "cuda" else "host clock (time.perf_counter) around every call")
-    return (
-        f"Method: device {device} ({torch.get_num_threads()} torch threads, ONNX Runtime intra-op threads "
-        f"{cfg.onnxruntime.threads or threads}), torch {torch.__version__}. Per point: warm-up until "
-        f">= {cfg.warmup.min_runs} calls and >= {cfg.warmup.min_s:g} s, then calls timed one by one ({clock}) until "
-        f"{cfg.repeats.budget_s:g} s and >= {cfg.repeats.min_runs} calls (at most {cfg.repeats.max_runs}). "
-        "Latency = one call on one batch (median, p90, p99); img/s = batch / median. Inputs: uniform random images "
-        f"(seed {cfg.seed}), random weights unless model.weights is set; the detector runs at the given size (its "
-        "resize is set to keep it). FLOPs: torch.utils.flop_counter on one image, 2 per multiply-add, convolutions "
-        "and matmuls only. Peak: median speed of a square matmul of side "
-        f"{cfg.peak_matmul[device.type]} in the same precision, measured in this run. Memory: peak RSS of the "
-        "process during the point (CPU) or peak CUDA-allocator memory (GPU). ONNX Runtime points are checked "
-        f"against PyTorch fp32 eager on the point's input first (optimization level {cfg.onnxruntime.optimization})."
-    )
+    lines = [
+        (f"device {device}, {torch.get_num_threads()} torch threads, ONNX Runtime intra-op threads "
+         f"{cfg.onnxruntime.threads or torch.get_num_threads()} (graph optimization {cfg.onnxruntime.optimization}); "
+         f"torch {torch.__version__}, onnxruntime {ort.__version__}"),
+        (f"per point: warm-up until >= {cfg.warmup.min_runs} calls and >= {cfg.warmup.min_s:g} s, then calls timed one "
+         f"by one ({clock}) until {cfg.repeats.budget_s:g} s and >= {cfg.repeats.min_runs} calls "
+         f"(at most {cfg.repeats.max_runs})"),
+        "latency: one call on one batch (median, p90, p99); img/s = batch / median",
+        (f"inputs: uniform random images (seed {cfg.seed}, never zeros); random weights unless model.weights is set; "
+         "the detector runs at the given size (its resize is set to keep it)"),
+        "FLOPs: torch.utils.flop_counter on one image, 2 per multiply-add, convolutions and matmuls only",
+        (f"peak: median speed of a {cfg.peak_matmul[device.type]}-square matmul in the same precision, measured in "
+         "this run; TFLOP/s = counted FLOPs / median latency"),
+        ("memory: peak RSS of the process during the point (CPU) or peak CUDA-allocator memory (GPU); "
+         "sys CPU: the part of this process's CPU time spent in the kernel (page faults of freed and re-allocated "
+         "tensors); other cores: CPU cores other processes or the hypervisor kept busy during the timed calls "
+         "(above 0.1 they slowed the figures)"),
+        "ONNX Runtime points are first checked against PyTorch fp32 eager on the point's own input (parity column)",
+    ]
+    return "Method:\n- " + "\n- ".join(lines)
 
 
 def gpu_timer_line(row: dict[str, Any]) -> str:
