@@ -34,6 +34,7 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from detect.config import check_model_config
+from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.model import COCO_CLASSES, Classes, build_model, read_detector_weights
 from detect.timing import DeviceTimer, cuda_memory_mb, peak_rss_mb, summarize
@@ -57,16 +58,6 @@ class Detector:
     description: str
     # (resized, padded) HxW the network sees for an HxW frame; None where the backend cannot tell.
     input_size: Callable[[int, int], tuple[tuple[int, int], tuple[int, int]]] | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DetectError(f"device={name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectError(f"device={name} but torch sees no CUDA GPU; use device=cpu")
-    return device
 
 
 def check_infer_config(cfg: DictConfig) -> None:
@@ -118,6 +109,12 @@ def load_detector(cfg: DictConfig, device: torch.device) -> Detector:
     Batch norms folded into the convolutions, then as configured: channels_last, torch.compile of the backbone and
     RPN head, autocast to fp16/bf16. With `weights=null` the weights are random with COCO's 91 outputs.
     """
+    if str(cfg.weights).endswith(".onnx"):
+        from detect.export import OnnxDetector  # onnxruntime is imported only when an ONNX model is asked for
+
+        onnx_detector = OnnxDetector(cfg.weights, device, cfg.threads)
+        classes = onnx_detector.classes or COCO_CLASSES
+        return Detector(onnx_detector, classes, f"Faster R-CNN, ONNX Runtime ({cfg.weights})")
     weights = read_detector_weights(str(cfg.weights), cfg.model.backbone.name) if cfg.weights else None
     num_classes = weights.num_classes if weights else len(COCO_CLASSES) + 1
     classes = _classes_for(weights.classes if weights else None, num_classes, str(cfg.weights))

@@ -212,3 +212,21 @@ def test_fold_batchnorm_keeps_the_outputs() -> None:
     for name in reference:
         scale = reference[name].abs().max()
         assert (folded[name] - reference[name]).abs().max() <= 1e-5 * scale
+
+
+def test_onnx_model_runs_the_same_pipeline(tmp_path: Path) -> None:
+    from detect.export import export_onnx
+
+    cfg = compose_infer(["source=x", "score_threshold=0.05"], tmp_path)
+    torch.manual_seed(0)
+    network = build_model(cfg.model, num_classes=3).eval()
+    path = export_onnx(network, "detector", torch.rand(3, 96, 128), tmp_path / "tiny.onnx",
+                       metadata={"task": "detector", "class_names": json.dumps(["cat", "dog"]),
+                                 "category_ids": json.dumps([17, 42])})
+    write_images(tmp_path / "in", ["a.png", "b.png"])
+    summary = infer(compose_infer([f"source={tmp_path / 'in'}", f"weights={path}", "score_threshold=0.05"],
+                                  tmp_path / "out"))
+    assert "ONNX Runtime" in summary["model"] and summary["classes"] == ["cat", "dog"]
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert records and {r["category_id"] for r in records} <= {17, 42}
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["a.png", "b.png"]

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from detect.bench.measure import count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls
 from detect.bench.plots import write_plots
+from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.export import TASKS, OnnxDetector, OnnxModel, build_network, check_parity, export_onnx, parse_size
 from detect.model import BACKBONES
@@ -66,19 +67,6 @@ def sweep_points(cfg: DictConfig) -> list[Point]:
         raise DetectError(f"batch={batches} must be >= 1")
     axes = itertools.product(tasks, backbones, sizes, batches, precisions, backends)
     return [Point(*values) for values in axes]
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is the first GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DetectError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectError(f"device={name} but torch sees no GPU; use device=cpu")
-    return device
 
 
 def network_config(cfg: DictConfig, task: str, backbone: str, size: str) -> DictConfig:

@@ -30,9 +30,10 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from detect.bench.measure import count_flops, matmul_tflops
+from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.export import detector_parity
-from detect.infer import infer, resolve_device
+from detect.infer import infer
 from detect.model import BACKBONES, COCO_CLASSES
 from detect.visualize import draw_detections
 

@@ -1,0 +1,20 @@
+"""Device names from configs to torch devices, with one readable error."""
+
+from __future__ import annotations
+
+import torch
+
+from detect.errors import DetectError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N`, or `auto`: the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DetectError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DetectError(f"device={name} but torch sees no GPU; use device=cpu")
+    return device
