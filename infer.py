@@ -5,16 +5,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from detect.errors import DetectError
+from detect.errors import exit_on_error
 from detect.infer import infer
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
     try:
-        infer(cfg)
-    except DetectError as error:
-        sys.exit(f"error: {error}")
+        exit_on_error(infer, cfg)
     except KeyboardInterrupt:  # before the first frame; later, Ctrl-C ends the run cleanly inside infer()
         sys.exit("interrupted")
 

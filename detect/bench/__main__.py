@@ -1,20 +1,15 @@
 """`python -m detect.bench [overrides]`: time ResNets over the sweep of configs/bench.yaml."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from detect.bench.resnet import run_sweep
-from detect.errors import DetectError
+from detect.errors import exit_on_error
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="bench")
 def main(cfg: DictConfig) -> None:
-    try:
-        run_sweep(cfg)
-    except DetectError as error:
-        sys.exit(f"error: {error}")
+    exit_on_error(run_sweep, cfg)
 
 
 if __name__ == "__main__":
