@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from pycocotools.coco import COCO
@@ -21,12 +22,13 @@ from detect.model import Classes
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Sequence[int],
+def to_coco_results(outputs: Sequence[dict[str, torch.Tensor | np.ndarray]], image_ids: Sequence[int],
                     category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Model outputs (xyxy boxes in original image pixels, labels 1..K) to COCO results (xywh, original ids)."""
+    """Model outputs (xyxy boxes in original image pixels, labels 1..K; tensors or arrays) to COCO results
+    (xywh, original category ids)."""
     results = []
     for output, image_id in zip(outputs, image_ids):
-        boxes = output["boxes"].detach().float().cpu().clone()
+        boxes = torch.as_tensor(output["boxes"]).detach().float().cpu().clone()
         boxes[:, 2:] -= boxes[:, :2]
         for box, label, score in zip(boxes.tolist(), output["labels"].tolist(), output["scores"].tolist()):
             results.append({"image_id": int(image_id), "category_id": int(category_ids[label - 1]),

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from detect.config import check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
+from detect.evaluation import to_coco_results
 from detect.model import COCO_CLASSES, Classes, build_model, read_detector_weights
 from detect.timing import DeviceTimer, cuda_memory_mb, peak_rss_mb, summarize
 from detect.video import BackgroundWorker, Frame, FrameReader, ImageWriter, VideoWriter, open_writer
@@ -228,11 +229,9 @@ class ResultWriter:
                             len(result.scores), *(f"{result.vram_mb[k]:.1f}" if result.vram_mb else ""
                                                   for k in ("allocated", "reserved"))])
         self._csv_file.flush()
-        detections = zip(result.boxes.tolist(), result.labels.tolist(), result.scores.tolist(), strict=True)
-        for (x1, y1, x2, y2), label, score in detections:
-            record = {"image_id": frame.index, "category_id": self.classes.category_ids[label - 1],
-                      "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                      "score": round(score, 5), "frame": frame.index, "source": frame.name}
+        output = {"boxes": result.boxes, "labels": result.labels, "scores": result.scores}
+        for record in to_coco_results([output], [frame.index], self.classes.category_ids):
+            record.update(frame=frame.index, source=frame.name)
             self._json_file.write(("\n" if self._first_record else ",\n") + json.dumps(record))
             self._first_record = False
         self.detections += len(result.scores)
