@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import MissingConfigException
 
-from conftest import compose_train
+from helpers import compose_train
 from detect.config import check_train_config
 from detect.errors import DetectError
 from detect.model import BACKBONES

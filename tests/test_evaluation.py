@@ -51,7 +51,7 @@ def test_known_misses(gappy_coco: Path) -> None:
 
 
 def test_half_recall_gives_51_of_101_points(tmp_path: Path) -> None:
-    from conftest import write_coco
+    from helpers import write_coco
     images = [{"id": 1, "file_name": "x.png", "width": 100, "height": 100}]
     anns = [{"id": i + 1, "image_id": 1, "category_id": 5, "bbox": [10 + 40 * i, 10, 30, 30], "area": 900,
              "iscrowd": 0} for i in range(2)]

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from omegaconf import DictConfig
 
-from conftest import TINY, compose_train
+from helpers import TINY, compose_train
 from detect.errors import DetectError
 from detect.model import COCO_CLASSES, build_backbone, build_model, read_detector_weights
 

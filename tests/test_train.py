@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, compose_train, synthetic_overrides
+from helpers import TINY, compose_train, synthetic_overrides
 from detect.model import BACKBONES
 from detect.training import run
 
