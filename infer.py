@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from detect.errors import exit_on_error
-from detect.infer import infer
+from detect.inference.pipeline import infer
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer")

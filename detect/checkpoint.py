@@ -1,8 +1,13 @@
-"""Checkpoints written atomically and read with `weights_only=True`."""
+"""Checkpoints written atomically and read with `weights_only=True`, and what a detector checkpoint carries.
+
+A checkpoint of train.py is Lightning's dict: the weights under `state_dict` (the detector's keys prefixed with
+`model.`) and, under `METADATA_KEY`, the class names, the dataset's category ids and the `model` config.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +15,17 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from detect.errors import DetectError
+
+
+METADATA_KEY = "detect"
+DETECTOR_PREFIX = "model."  # the detector's keys in a checkpoint's state_dict (the module keeps it as `model`)
+
+
+def detector_metadata(class_names: Sequence[str], category_ids: Sequence[int],
+                      model_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The checkpoint entries beside the weights, in plain types so that `weights_only=True` reads them."""
+    return {METADATA_KEY: {"class_names": list(class_names), "category_ids": [int(i) for i in category_ids],
+                           "model": dict(model_config or {})}}
 
 
 def save_atomically(obj: Any, path: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""Checks of a composed config that run before any work, each failing with one message naming the key."""
+"""Where the Hydra configs are, and checks of a composed config that run before any work, each failing with one
+message naming the key."""
 
 from __future__ import annotations
 
@@ -6,22 +7,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from detect.errors import DetectError
+from detect.errors import DetectError, check_choice
 from detect.model import BACKBONES, NORMS
 
+# The Hydra configs: inside the package when it is installed from a wheel, beside it in a checkout.
+CONFIG_DIR = next(path for path in (Path(__file__).parent / "configs", Path(__file__).parents[1] / "configs")
+                  if path.is_dir())
 MODES = ("fit", "evaluate")
-PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
-
-
-def _choice(key: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        raise DetectError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+TRAINER_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")  # Lightning's
 
 
 def check_model_config(model: DictConfig) -> None:
     """Backbone name and norm known, sizes and thresholds in range."""
-    _choice("model.backbone.name", model.backbone.name, BACKBONES)
-    _choice("model.backbone.norm", model.backbone.norm, tuple(NORMS))
+    check_choice("model.backbone.name", model.backbone.name, BACKBONES)
+    check_choice("model.backbone.norm", model.backbone.norm, tuple(NORMS))
     min_sizes = model.min_size if OmegaConf.is_list(model.min_size) else [model.min_size]
     if min(min_sizes) <= 0 or model.max_size < max(min_sizes):
         raise DetectError(f"model.min_size={model.min_size} / model.max_size={model.max_size}: need 0 < min_size "
@@ -35,7 +34,7 @@ def check_train_config(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise DetectError(f"{', '.join(missing)} must be set (they are ??? in the config), e.g. {missing[0]}=...")
-    _choice("mode", cfg.mode, MODES)
+    check_choice("mode", cfg.mode, MODES)
     check_model_config(cfg.model)
     if cfg.optim.lr <= 0:
         raise DetectError(f"optim.lr={cfg.optim.lr} must be > 0")
@@ -43,7 +42,7 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError(f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
     if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
         raise DetectError(f"scheduler.milestones={list(cfg.scheduler.milestones)} must be increasing")
-    _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+    check_choice("trainer.precision", str(cfg.trainer.precision), TRAINER_PRECISIONS)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():

@@ -1,10 +1,13 @@
-"""Device names from configs to torch devices, with one readable error."""
+"""Device names and numeric precisions from configs to torch devices and dtypes, with one readable error."""
 
 from __future__ import annotations
 
 import torch
 
 from detect.errors import DetectError
+
+# Inference and benchmark precisions (training uses Lightning's own strings, detect.config.TRAINER_PRECISIONS).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:

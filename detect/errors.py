@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from omegaconf import DictConfig
@@ -11,6 +11,13 @@ from omegaconf import DictConfig
 
 class DetectError(Exception):
     """Bad input or configuration: the message names the thing and what to do about it."""
+
+
+def check_choice(key: str, value: object, allowed: Iterable[object]) -> None:
+    """Raise a DetectError naming `key` and the allowed values unless `value` is one of them."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise DetectError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
 
 
 def exit_on_error(run: Callable[[DictConfig], Any], cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torchvision.models.detection import FasterRCNN
 
+from detect.checkpoint import detector_metadata
 from detect.evaluation import CocoEvaluator, write_evaluation
 from detect.model import Classes
 
@@ -97,5 +98,4 @@ class DetectionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Class names, original category ids and the model config travel with the weights (plain types only)."""
-        checkpoint["detect"] = {"class_names": list(self.classes.names),
-                                "category_ids": list(self.classes.category_ids), "model": self.model_config}
+        checkpoint.update(detector_metadata(self.classes.names, self.classes.category_ids, self.model_config))

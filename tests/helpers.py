@@ -7,10 +7,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+from detect.checkpoint import detector_metadata
+from detect.model import Classes, build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = str(ROOT / "configs")
 
 # Overrides that make any train config tiny: 128 px, few proposals, few images (seconds a step on 2 cores).
 TINY = [
@@ -46,4 +52,58 @@ def write_coco(folder: Path, images: list[dict], annotations: list[dict], catego
         cv2.imwrite(str(folder / "images" / image["file_name"]), pixels)
     path = folder / name
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
+needs_video = pytest.mark.skipif(not VIDEO.is_file(), reason=f"{VIDEO} is absent (the shared data beside the checkout)")
+# A Faster R-CNN that runs a 720p frame in tens of milliseconds: short side 128 (long side <= 192). One torch
+# thread: a tiny model gains nothing from two, and two OpenMP threads stall badly when another process shares the CPU.
+TINY_INFER = ["threads=1", "model/backbone=resnet18", "model.min_size=128", "model.max_size=192",
+              "model.backbone.fpn_channels=32", "model.roi.representation_size=64", "model.rpn.pre_nms_top_n_test=100",
+              "model.rpn.post_nms_top_n_test=30", "model.roi.detections_per_img=20", "progress=false",
+              "warmup_frames=1"]
+
+
+def compose_infer(overrides: list[str], output_dir: Path) -> DictConfig:
+    """configs/infer.yaml as infer.py composes it, with `output_dir` set (no Hydra run directory here)."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(config_name="infer", overrides=[*TINY_INFER, *overrides])
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+    return cfg
+
+
+def write_images(folder: Path, names: list[str], size: tuple[int, int] = (96, 128)) -> list[Path]:
+    """Random-pixel images named `names` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in names:
+        path = folder / name
+        cv2.imwrite(str(path), rng.integers(0, 255, size=(*size, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def write_checkpoint(path: Path, model_cfg: DictConfig, classes: Classes) -> None:
+    """A checkpoint as train.py writes it: Lightning's state_dict with "model." keys, class metadata under "detect"."""
+    torch.manual_seed(0)
+    model = build_model(model_cfg, len(classes) + 1)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                **detector_metadata(classes.names, classes.category_ids,
+                                    OmegaConf.to_container(model_cfg, resolve=True))}, path)
+
+
+def write_clip(path: Path, frames: int = 10, size: tuple[int, int] = (96, 128), fps: float = 10.0) -> Path:
+    """A short video (MJPG .avi, decoded by OpenCV) of a bright square moving right over a dark noisy background."""
+    height, width = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    rng = np.random.default_rng(0)
+    for index in range(frames):
+        image = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+        x = 5 + index * 6
+        image[30:60, x:x + 30] = (40, 200, 240)
+        writer.write(image)
+    writer.release()
     return path

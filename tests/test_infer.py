@@ -11,43 +11,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf, open_dict
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import DetectError
-from detect.infer import CSV_COLUMNS, STAGES, Detector, fold_batchnorm, format_summary, infer
+from detect.inference import Detector
+from detect.inference.backends import Backend, fold_batchnorm
+from detect.inference.pipeline import infer
+from detect.inference.sinks import CSV_COLUMNS, TIMED_STAGES
+from detect.inference.summary import format_summary
 from detect.model import Classes, build_backbone, build_model
 from detect.timing import summarize
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = str(ROOT / "configs")
-VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
-# A Faster R-CNN that runs a 720p frame in tens of milliseconds: short side 128 (long side <= 192). One torch
-# thread: a tiny model gains nothing from two, and two OpenMP threads stall badly when another process shares the CPU.
-TINY = ["threads=1", "model/backbone=resnet18", "model.min_size=128", "model.max_size=192",
-        "model.backbone.fpn_channels=32", "model.roi.representation_size=64", "model.rpn.pre_nms_top_n_test=100",
-        "model.rpn.post_nms_top_n_test=30", "model.roi.detections_per_img=20", "progress=false", "warmup_frames=1"]
-
-
-def compose_infer(overrides: list[str], output_dir: Path) -> DictConfig:
-    """configs/infer.yaml as infer.py composes it, with `output_dir` set (no Hydra run directory here)."""
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="infer", overrides=[*TINY, *overrides])
-    with open_dict(cfg):
-        cfg.output_dir = str(output_dir)
-    return cfg
-
-
-def write_images(folder: Path, names: list[str], size: tuple[int, int] = (96, 128)) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for name in names:
-        path = folder / name
-        cv2.imwrite(str(path), rng.integers(0, 255, size=(*size, 3), dtype=np.uint8))
-        paths.append(path)
-    return paths
+from helpers import VIDEO, compose_infer, needs_video, write_checkpoint, write_images
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -85,6 +59,7 @@ def test_glob_and_single_image(tmp_path: Path) -> None:
     assert "no frame after warm-up" in format_summary(summary)
 
 
+@needs_video
 def test_video_slice_writes_a_playable_video_and_the_schemas(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = compose_infer([f"source={VIDEO}", "max_frames=4", "score_threshold=0.0", "verbose=true"], tmp_path)
     summary = infer(cfg)
@@ -99,13 +74,13 @@ def test_video_slice_writes_a_playable_video_and_the_schemas(tmp_path: Path, cap
     assert summary["stopped_by"] == "max_frames" and summary["frames"] == 4 and summary["measured_frames"] == 3
     # 720x1280 -> short side 128 would make the long side 228 > 192: scale 0.15, then padded to multiples of 32.
     assert summary["network_input_size"] == [108, 192] and summary["padded_input_size"] == [128, 192]
-    assert set(summary["stages_ms"]) == set(STAGES) and summary["peak_rss_mb"] > 0
+    assert set(summary["stages_ms"]) == set(TIMED_STAGES) and summary["peak_rss_mb"] > 0
     assert summary["peak_vram_allocated_mb"] is None  # CPU
 
     rows = read_csv(tmp_path / "frames.csv")
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert [row["warmup"] for row in rows] == ["1", "0", "0", "0"] and [row["frame"] for row in rows] == list("0123")
-    for stage in STAGES:  # the summary's statistics are those of the csv's frames after warm-up
+    for stage in TIMED_STAGES:  # the summary's statistics are those of the csv's frames after warm-up
         measured = [float(row[f"{stage}_ms"]) for row in rows if row["warmup"] == "0"]
         assert summary["stages_ms"][stage]["p50"] == pytest.approx(summarize(measured)["p50"], abs=1e-3)
         assert summary["stages_ms"][stage]["max"] == pytest.approx(max(measured), abs=1e-3)
@@ -123,15 +98,6 @@ def test_video_slice_writes_a_playable_video_and_the_schemas(tmp_path: Path, cap
         assert 1 <= record["category_id"] <= 90
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("frame ")]
     assert len(lines) == 4 and lines[0].startswith("frame 1/4 vtest.avi: ") and lines[0].endswith("ms")
-
-
-def write_checkpoint(path: Path, model_cfg: DictConfig, classes: Classes) -> None:
-    """A checkpoint as train.py writes it: Lightning's state_dict with "model." keys, class metadata under "detect"."""
-    torch.manual_seed(0)
-    model = build_model(model_cfg, len(classes) + 1)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "detect": {"class_names": classes.names, "category_ids": classes.category_ids,
-                           "model": OmegaConf.to_container(model_cfg, resolve=True)}}, path)
 
 
 def test_checkpoint_carries_class_names_and_original_category_ids(tmp_path: Path,
@@ -165,7 +131,7 @@ class SleepyDetector:
 
 def test_statistics_leave_out_warmup_and_follow_known_timings(tmp_path: Path) -> None:
     write_images(tmp_path / "in", [f"{i}.png" for i in range(5)])
-    detector = Detector(SleepyDetector(), Classes(["thing"], [7]), "sleepy")
+    detector = Detector(Backend(SleepyDetector(), Classes(["thing"], [7]), "sleepy"), score_threshold=0.5)
     summary = infer(compose_infer([f"source={tmp_path / 'in'}", "score_threshold=0.5"], tmp_path / "out"), detector)
 
     model_ms = summary["stages_ms"]["model"]
@@ -191,7 +157,7 @@ def test_unreadable_sources_fail_with_one_clear_message(tmp_path: Path) -> None:
     with pytest.raises(DetectError, match="source must be set"):
         infer(compose_infer([], tmp_path / "out"))
     with pytest.raises(DetectError, match="precision='fp8'"):
-        infer(compose_infer([f"source={VIDEO}", "precision=fp8"], tmp_path / "out"))
+        infer(compose_infer([f"source={tmp_path}", "precision=fp8"], tmp_path / "out"))
 
 
 def test_fold_batchnorm_keeps_the_outputs() -> None:

@@ -13,16 +13,15 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.test_infer import TINY, VIDEO
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, TINY_INFER, VIDEO, needs_video
 
 
 def start_infer(args: list[str], run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "infer.py"), *TINY, *args, f"hydra.run.dir={run_dir}"],
+    return subprocess.Popen([sys.executable, str(ROOT / "infer.py"), *TINY_INFER, *args, f"hydra.run.dir={run_dir}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@needs_video
 @pytest.mark.slow
 def test_ctrl_c_finalizes_the_video_and_writes_the_summary(tmp_path: Path) -> None:
     process = start_infer([f"source={VIDEO}", "warmup_frames=0", "score_threshold=0.0"], tmp_path)

@@ -4,10 +4,11 @@ import hydra
 from omegaconf import DictConfig
 
 from detect.bench.resnet import run_sweep
+from detect.config import CONFIG_DIR
 from detect.errors import exit_on_error
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="bench")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
     exit_on_error(run_sweep, cfg)
 

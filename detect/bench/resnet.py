@@ -21,13 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from detect.bench.measure import count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls
 from detect.bench.plots import write_plots
-from detect.device import resolve_device
-from detect.errors import DetectError
-from detect.export import TASKS, OnnxDetector, OnnxModel, build_network, check_parity, export_onnx, parse_size
+from detect.device import PRECISIONS, resolve_device
+from detect.errors import DetectError, check_choice
+from detect.export import TASKS, build_network, check_parity, export_onnx, parse_size
+from detect.inference.onnx import OnnxDetector, OnnxModel
 from detect.model import BACKBONES
 from detect.timing import cuda_memory_mb, summarize
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")
 
 
@@ -47,20 +47,14 @@ def _as_list(value: Any) -> list:
     return list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
 
 
-def _check_choices(key: str, values: list, allowed: tuple) -> None:
-    for value in values:
-        if value not in allowed:
-            raise DetectError(f"{key}={value!r} is not allowed; choose from {', '.join(allowed)}")
-
-
 def sweep_points(cfg: DictConfig) -> list[Point]:
     """The points of the sweep, in the order they run (the network changes as rarely as possible)."""
     tasks, backbones = _as_list(cfg.task), _as_list(cfg.backbone)
     precisions, backends = _as_list(cfg.precision), _as_list(cfg.backend)
-    _check_choices("task", tasks, TASKS)
-    _check_choices("backbone", backbones, BACKBONES)
-    _check_choices("precision", precisions, tuple(PRECISIONS))
-    _check_choices("backend", backends, BACKENDS)
+    for key, values, allowed in (("task", tasks, TASKS), ("backbone", backbones, BACKBONES),
+                                 ("precision", precisions, PRECISIONS), ("backend", backends, BACKENDS)):
+        for value in values:
+            check_choice(key, value, allowed)
     sizes = ["{}x{}".format(*parse_size(size)) for size in _as_list(cfg.size)]
     batches = [int(batch) for batch in _as_list(cfg.batch)]
     if min(batches) < 1:

@@ -20,7 +20,6 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -30,10 +29,12 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from detect.bench.measure import count_flops, matmul_tflops
+from detect.config import CONFIG_DIR
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.export import detector_parity
-from detect.infer import infer
+from detect.inference.pipeline import infer
+from detect.inference.result import Result
 from detect.model import BACKBONES, COCO_CLASSES
 from detect.visualize import draw_detections
 
@@ -73,20 +74,6 @@ def naive_loop(model: FasterRCNN, source: Path, frames: int, device: torch.devic
     return detections, seconds
 
 
-def read_detections(path: Path, frames: int) -> list[dict[str, torch.Tensor]]:
-    """detections.json back as per-frame torchvision outputs (COCO layout: label = category id)."""
-    per_frame: list[list[dict[str, Any]]] = [[] for _ in range(frames)]
-    for record in json.loads(path.read_text()):
-        per_frame[record["frame"]].append(record)
-    outputs = []
-    for records in per_frame:
-        boxes = torch.tensor([r["bbox"] for r in records], dtype=torch.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        outputs.append({"boxes": boxes, "labels": torch.tensor([r["category_id"] for r in records], dtype=torch.int64),
-                        "scores": torch.tensor([r["score"] for r in records], dtype=torch.float64)})
-    return outputs
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=VIDEO, help="a video file (default: %(default)s)")
@@ -103,7 +90,7 @@ def parse_args() -> argparse.Namespace:
                         help="both models' box score threshold; random weights score well above 0.05")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path,
-                        default=ROOT / "outputs" / "bench" / f"video_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+                        default=Path("outputs") / "bench" / f"video_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     return parser.parse_args()
 
 
@@ -137,14 +124,16 @@ def run(args: argparse.Namespace) -> None:
         torch.cuda.empty_cache()
 
     print(f"infer.py pipeline: {total} frames ...", flush=True)
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="infer", overrides=[
             f"source={args.source}", f"weights={weights}", f"model/backbone={args.backbone}",
             f"score_threshold={args.score_threshold}", f"device={args.device}", f"precision={args.precision}",
             f"channels_last={args.channels_last}", f"compile={args.compile}", f"warmup_frames={args.warmup}",
             f"max_frames={total}", "progress=false", f"output_dir={args.output_dir / 'pipeline'}"])
-    summary = infer(cfg)
-    pipeline_detections = read_detections(args.output_dir / "pipeline" / "detections.json", total)
+    pipeline_results: list[Result] = []  # the stream's results, kept in memory as the writer thread hands them on
+    summary = infer(cfg, consumer=lambda result, warmup: pipeline_results.append(result))
+    pipeline_detections = [{"boxes": torch.from_numpy(r.boxes), "labels": torch.from_numpy(r.labels),
+                            "scores": torch.from_numpy(r.scores)} for r in pipeline_results]
 
     timed = naive_seconds[args.warmup:]
     naive_fps = len(timed) / sum(timed)
@@ -153,10 +142,7 @@ def run(args: argparse.Namespace) -> None:
     pipeline_all_fps = summary["frames"] / summary["total_wall_s"]
     parity = detector_parity(naive_detections, pipeline_detections, box_px=1.0, score_tol=1e-3,
                              score_thresh=args.score_threshold)
-    frames_csv = np.genfromtxt(args.output_dir / "pipeline" / "frames.csv", delimiter=",", names=True, dtype=None,
-                               encoding="utf-8")
-    measured_rows = frames_csv[frames_csv["warmup"] == 0]
-    detect_ms = measured_rows["preprocess_ms"] + measured_rows["model_ms"] + measured_rows["postprocess_ms"]
+    detect_ms = [r.ms["preprocess"] + r.ms["model"] + r.ms["postprocess"] for r in pipeline_results[args.warmup:]]
     steady_model_ms = summary["stages_ms"]["model"]["p50"]
     first_model_ms = summary["warmup_model_ms"][0] if summary["warmup_model_ms"] else float("nan")
     floor_ms = gflop / peak * 1000.0

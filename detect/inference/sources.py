@@ -1,4 +1,4 @@
-"""Frame sources decoded on a background thread, annotated-frame writers, and a background worker for writing.
+"""Frame sources decoded on a background thread.
 
 A source is an image, a folder of images, a glob of images, a video file, a webcam index (`0`) or a stream URL
 (`rtsp://`, `http://`, ...). `FrameReader` decodes it into a bounded queue so that decoding overlaps the model.
@@ -7,14 +7,14 @@ A source is an image, a folder of images, a glob of images, a video file, a webc
 from __future__ import annotations
 
 import glob
+import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from detect.errors import DetectError
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+_SKIPPED = np.empty(0, dtype=np.uint8)  # a frame left out by vid_stride: grabbed, never decoded
 SOURCE_HELP = "pass an image, a folder of images, a glob ('photos/*.jpg'), a video file, a webcam index or a URL"
 
 
@@ -76,12 +77,17 @@ class FrameReader:
 
     A frame that does not decode is skipped and counted in `corrupt`. A live source (webcam, or a stream without a
     frame count) is never held back by a slow consumer: when the queue is full its oldest frame is dropped and
-    counted in `dropped`, so the frames processed stay recent. Iteration ends at the end of the input, when the
-    stream closes, or after `stop()`.
+    counted in `dropped`, so the frames processed stay recent. Of a video, webcam or stream only every
+    `vid_stride`-th frame is decoded (the others are grabbed and skipped; frames keep their index in the source).
+    Iteration ends at the end of the input, when the stream closes, after `stop()` or when `stop_event` is set.
     """
 
-    def __init__(self, source: str | int, queue_size: int = 8) -> None:
+    def __init__(self, source: str | int, queue_size: int = 8, vid_stride: int = 1,
+                 stop_event: threading.Event | None = None) -> None:
         source = str(source)
+        if vid_stride < 1:
+            raise DetectError(f"vid_stride={vid_stride} must be >= 1 (1 processes every frame)")
+        self.vid_stride = vid_stride
         self.images = list_images(source)
         self.capture: cv2.VideoCapture | None = None
         if self.images is not None:
@@ -111,6 +117,7 @@ class FrameReader:
         self.dropped = 0
         self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
+        self._stop_event = stop_event
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
         self._thread.start()
@@ -127,7 +134,7 @@ class FrameReader:
                         self.dropped += 1
                     except queue.Empty:
                         pass
-        while not self._stop.is_set():
+        while not self._stopping():
             try:
                 self._queue.put(item, timeout=0.1)
                 return
@@ -135,25 +142,31 @@ class FrameReader:
                 pass
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray | None, float]]:
-        """(name, BGR pixels or None when the frame does not decode, decode ms) until the input ends."""
+        """(name, BGR pixels, None when the frame does not decode or _SKIPPED by the stride, decode ms) until the
+        input ends."""
         if self.images is not None:
             for path in self.images:
                 start = time.perf_counter()
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 yield path.name, image, (time.perf_counter() - start) * 1000.0
             return
-        while True:
+        for index in itertools.count():
             start = time.perf_counter()
             if not self.capture.grab():  # the end of the file, or the stream closed
                 return
+            if index % self.vid_stride:
+                yield self.name, _SKIPPED, 0.0
+                continue
             ok, image = self.capture.retrieve()
             yield self.name, image if ok else None, (time.perf_counter() - start) * 1000.0
 
     def _run(self) -> None:
         try:
             for index, (name, image, decode_ms) in enumerate(self._decode()):
-                if self._stop.is_set():
+                if self._stopping():
                     break
+                if image is _SKIPPED:
+                    continue
                 if image is None or image.size == 0:
                     self.corrupt += 1
                     self.corrupt_names.append(f"{name}#{index}")
@@ -165,7 +178,7 @@ class FrameReader:
             self._put(None)
 
     def __iter__(self) -> Iterator[Frame]:
-        while not self._stop.is_set():
+        while not self._stopping():
             try:
                 frame = self._queue.get(timeout=0.1)
             except queue.Empty:
@@ -175,6 +188,9 @@ class FrameReader:
             yield frame
         if self._error is not None:
             raise self._error
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or (self._stop_event is not None and self._stop_event.is_set())
 
     def stop(self) -> None:
         """Ask the decoding thread and the iteration to end; safe to call from a signal handler."""
@@ -186,97 +202,3 @@ class FrameReader:
         self._thread.join(timeout=5.0)
         if self.capture is not None and not self._thread.is_alive():
             self.capture.release()
-
-
-class VideoWriter:
-    """An mp4 (`mp4v`) at the source's fps (30 when it reports none), opened at the first frame with its size."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps if fps > 0 else 30.0
-        self._writer: cv2.VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
-
-    def write(self, image: np.ndarray, name: str) -> None:
-        if self._writer is None:
-            self._size = (image.shape[1], image.shape[0])
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
-            if not self._writer.isOpened():
-                raise DetectError(f"could not open {self.path} for writing with OpenCV (mp4v); check the folder")
-        if (image.shape[1], image.shape[0]) != self._size:  # a stream that changed resolution
-            image = cv2.resize(image, self._size)
-        self._writer.write(image)
-
-    def close(self) -> None:
-        """Finalize the file (it is playable only after this)."""
-        if self._writer is not None:
-            self._writer.release()
-
-
-class ImageWriter:
-    """Annotated images under `folder` with the input images' names."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder
-
-    def write(self, image: np.ndarray, name: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(self.path / name), image):
-            raise DetectError(f"could not write {self.path / name}; check the folder and the file type")
-
-    def close(self) -> None:
-        pass
-
-
-def open_writer(reader: FrameReader, output_dir: Path) -> VideoWriter | ImageWriter:
-    """Annotated images in `output_dir/images/` for image sources, else `output_dir/<source name>.mp4`."""
-    if reader.kind == "images":
-        return ImageWriter(output_dir / "images")
-    return VideoWriter(output_dir / f"{Path(reader.name).stem or 'stream'}.mp4", reader.fps)
-
-
-class BackgroundWorker:
-    """Calls `work(item)` for each submitted item, in order, on one background thread (or inline if not `threaded`).
-
-    At most `queue_size` items wait; `submit` blocks beyond that. An error in `work` is raised by the next
-    `submit` or by `close`.
-    """
-
-    def __init__(self, work: Callable[[Any], None], queue_size: int = 8, threaded: bool = True) -> None:
-        self._work = work
-        self._error: BaseException | None = None
-        self._queue: queue.Queue[Any] | None = None
-        if threaded:
-            self._queue = queue.Queue(maxsize=max(1, queue_size))
-            self._thread = threading.Thread(target=self._run, name="write", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            if self._error is None:
-                try:
-                    self._work(item)
-                except BaseException as error:
-                    self._error = error
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def submit(self, item: Any) -> None:
-        self._raise()
-        if self._queue is None:
-            self._work(item)
-        else:
-            self._queue.put(item)
-
-    def close(self) -> None:
-        """Wait until every submitted item is done."""
-        if self._queue is not None:
-            self._queue.put(_DONE)
-            self._thread.join()
-        self._raise()
-
-
-_DONE = object()

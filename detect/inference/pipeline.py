@@ -1,0 +1,258 @@
+"""What infer.py runs: `Detector.stream()` over a source, its results drawn and written on a background thread
+(the annotated video or images, detections.json, frames.csv, labels/*.txt), then summary.json and the table.
+
+The first `warmup_frames` are run and written but left out of the statistics. Ctrl-C (or the end of the input, or a
+closed stream) finalizes every output for the frames done; a second Ctrl-C stops at once, still finalizing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from detect.config import check_model_config
+from detect.device import PRECISIONS, resolve_device
+from detect.errors import DetectError, check_choice
+from detect.inference.backends import LOADERS, BackendOptions, load_backend
+from detect.inference.detector import Detector
+from detect.inference.result import Result
+from detect.inference.sinks import (
+    TIMED_STAGES,
+    DetectionsJson,
+    FramesCsv,
+    LabelsTxt,
+    open_media_writer,
+)
+from detect.inference.sources import FrameReader
+from detect.inference.summary import device_name, finite, format_summary
+from detect.inference.worker import BackgroundWorker
+from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
+from detect.visualize import draw_detections, draw_overlay
+
+ResultConsumer = Callable[[Result, bool], None]  # (result, warmup), called on the writer thread after the files
+
+
+def check_infer_config(cfg: DictConfig) -> None:
+    """Unset keys, choices and ranges, before any work."""
+    if OmegaConf.is_missing(cfg, "source"):
+        raise DetectError("source must be set: an image, a folder, a glob, a video file, a webcam index or a URL, "
+                          "e.g. source=../shared/data/vtest.avi")
+    if (cfg.warmup_frames < 0 or cfg.queue_size < 1 or (cfg.max_frames is not None and cfg.max_frames < 1)
+            or (cfg.threads is not None and cfg.threads < 1)):
+        raise DetectError(f"warmup_frames={cfg.warmup_frames} must be >= 0, queue_size={cfg.queue_size} >= 1, "
+                          f"max_frames={cfg.max_frames} and threads={cfg.threads} null or >= 1")
+    check_choice("precision", cfg.precision, PRECISIONS)
+    if cfg.backend is not None:
+        check_choice("backend", cfg.backend, LOADERS)
+    if not 0.0 <= cfg.score_threshold < 1.0 or cfg.vid_stride < 1 or (cfg.max_det is not None and cfg.max_det < 1):
+        raise DetectError(f"score_threshold={cfg.score_threshold} must be in [0, 1), vid_stride={cfg.vid_stride} "
+                          f">= 1 and max_det={cfg.max_det} null or >= 1")
+    check_model_config(cfg.model)
+
+
+def load_detector(cfg: DictConfig) -> Detector:
+    """The Detector of an infer config (weights, backend, model group, precision and filters)."""
+    options = BackendOptions(resolve_device(cfg.device), cfg.precision, cfg.channels_last, cfg.compile, cfg.threads)
+    backend = load_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.model, options,
+                           cfg.model_from_checkpoint)
+    classes = list(cfg.classes) if cfg.classes is not None else None
+    return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det)
+
+
+@dataclass
+class ResultWriter:
+    """Draws and writes each result as it comes (on the writer thread) and keeps the measured stage times."""
+
+    output_dir: Path
+    media: Any  # VideoWriter | ImageWriter | None
+    save_txt: bool = False
+    per_frame_txt: bool = True
+    show: bool = False
+    verbose: bool = False
+    frame_count: int | None = None
+    consumer: ResultConsumer | None = None
+    samples: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in TIMED_STAGES})
+    warmup_model_ms: list[float] = field(default_factory=list)
+    detections: int = 0
+    quit_requested: bool = False
+
+    def __post_init__(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.csv = FramesCsv(self.output_dir / "frames.csv")
+        self.json = DetectionsJson(self.output_dir / "detections.json")
+        self.txt = LabelsTxt(self.output_dir / "labels", self.per_frame_txt) if self.save_txt else None
+
+    def write(self, item: tuple[Result, bool, list[str], dict[str, float]]) -> None:
+        result, warmup, overlay, vram_mb = item
+        start = time.perf_counter()
+        if self.media is not None or self.show:  # drawn in place: the stream hands each frame out once
+            draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names)
+            draw_overlay(result.image, overlay)
+            if self.media is not None:
+                self.media.write(result.image, result.source)
+            if self.show:
+                cv2.imshow("detect", result.image)
+                self.quit_requested = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+        done = time.perf_counter()
+        stage_ms = {**result.ms, "draw_write": (done - start) * 1000.0,
+                    "end_to_end": result.ms["decode"] + (done - result.started) * 1000.0}
+        self.csv.write(result, warmup, stage_ms, vram_mb)
+        self.json.write(result)
+        if self.txt is not None:
+            self.txt.write(result)
+        self.detections += len(result)
+        if warmup:
+            self.warmup_model_ms.append(result.ms["model"])
+        else:
+            for stage in TIMED_STAGES:
+                self.samples[stage].append(stage_ms[stage])
+        if self.verbose:
+            names = result.names
+            counts = ", ".join(f"{names.count(name)} {name}" for name in dict.fromkeys(names)) or "nothing"
+            tqdm.write(f"frame {result.frame + 1}/{self.frame_count or '?'} {result.source}: {counts} "
+                       f"{stage_ms['end_to_end']:.1f}ms")
+        if self.consumer is not None:
+            self.consumer(result, warmup)
+
+    def close(self) -> None:
+        self.json.close()
+        self.csv.close()
+
+
+@contextmanager
+def _stop_on_sigint() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event (the stream ends after the current frame); a second one stops at once."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum: int, stack: object) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def infer(cfg: DictConfig, detector: Detector | None = None, consumer: ResultConsumer | None = None) -> dict[str, Any]:
+    """Run the configured detector (or `detector`) over `cfg.source`; write the outputs and return the summary.
+
+    `consumer(result, warmup)` also gets every result, after it is written (the benchmarks keep them in memory).
+    """
+    check_infer_config(cfg)
+    if cfg.show:
+        try:
+            cv2.namedWindow("detect")
+        except cv2.error:
+            raise DetectError("show=true needs OpenCV with a GUI (opencv-python); this one is headless: "
+                              "use show=false and watch the saved video") from None
+    threads = torch.get_num_threads()
+    with _stop_on_sigint() as interrupted:
+        # opened first: a bad source fails before the model loads
+        reader = FrameReader(cfg.source, cfg.queue_size, cfg.vid_stride, interrupted)
+        try:
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)
+            detector = detector or load_detector(cfg)
+            return _run(cfg, reader, detector, interrupted, consumer)
+        finally:
+            reader.close()
+            torch.set_num_threads(threads)
+
+
+def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: threading.Event,
+         consumer: ResultConsumer | None) -> dict[str, Any]:
+    output_dir, device = Path(cfg.output_dir), detector.device
+    media = open_media_writer(reader, output_dir) if cfg.save else None
+    source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
+    total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
+    writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", cfg.show, cfg.verbose, total,
+                          consumer)
+    worker = BackgroundWorker(writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI wants one thread
+    frames, stopped_by, sizes = 0, "end of input" if reader.frame_count else "stream closed", None
+    run_start = time.perf_counter()
+    measure_start = previous_start = frame_interval_ms = None
+    bar = tqdm(total=total, unit="frame", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        for result in detector.stream(reader):
+            warmup = frames < cfg.warmup_frames
+            if not warmup and measure_start is None:
+                measure_start = result.started
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+            if sizes is None:
+                input_size = detector.backend.input_size
+                sizes = (result.image.shape[:2], *(input_size(*result.image.shape[:2]) if input_size else (None, None)))
+            if previous_start is not None:  # the overlay's FPS: a moving average of the frame interval
+                interval = (result.started - previous_start) * 1000.0
+                frame_interval_ms = interval if frame_interval_ms is None else 0.9 * frame_interval_ms + 0.1 * interval
+            previous_start = result.started
+            overlay = [f"{1000.0 / frame_interval_ms:.1f} FPS" if frame_interval_ms else "- FPS",
+                       f"{result.ms['preprocess'] + result.ms['model'] + result.ms['postprocess']:.1f} ms detect"]
+            worker.submit((result, warmup, overlay, cuda_memory_mb(device)))
+            frames += 1
+            bar.update()
+            if cfg.max_frames is not None and frames >= cfg.max_frames:
+                stopped_by = "max_frames"
+                break
+            if writer.quit_requested:
+                stopped_by = "window closed"
+                break
+        if interrupted.is_set():
+            stopped_by = "interrupted"
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"
+    finally:
+        bar.close()
+        try:
+            worker.close()
+        finally:
+            if media is not None:
+                media.close()  # the video is playable from here on
+            writer.close()
+    end = time.perf_counter()
+
+    measured = frames - min(frames, cfg.warmup_frames)
+    measured_s = end - measure_start if measure_start is not None else float("nan")
+    vram = cuda_memory_mb(device)
+    summary = finite({
+        "source": str(cfg.source), "source_kind": reader.kind, "device": device_name(device),
+        "backend": detector.backend.name, "model": detector.backend.description,
+        "classes": detector.backend.classes.names,
+        "frame_size": list(sizes[0]) if sizes else None,
+        "network_input_size": list(sizes[1]) if sizes and sizes[1] else None,
+        "padded_input_size": list(sizes[2]) if sizes and sizes[2] else None,
+        "precision": cfg.precision, "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
+        "vid_stride": cfg.vid_stride, "frames": frames, "warmup_frames": frames - measured, "measured_frames": measured,
+        "corrupt_frames": reader.corrupt, "corrupt": reader.corrupt_names[:20], "dropped_frames": reader.dropped,
+        "stopped_by": stopped_by, "detections": writer.detections,
+        "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
+        "warmup_model_ms": writer.warmup_model_ms,
+        "throughput_fps": measured / measured_s if measured else float("nan"),
+        "measured_wall_s": measured_s, "total_wall_s": end - run_start,
+        "peak_vram_allocated_mb": vram.get("peak_allocated"), "peak_vram_reserved_mb": vram.get("peak_reserved"),
+        "peak_rss_mb": peak_rss_mb(),
+        "outputs": {"media": str(media.path) if media else None, "detections": str(writer.json.path),
+                    "frames": str(writer.csv.path), "labels": str(writer.txt.path) if writer.txt else None,
+                    "summary": str(output_dir / "summary.json")},
+    })
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary), flush=True)
+    return summary

@@ -1,0 +1,56 @@
+"""What the Detector gives for one image or frame: boxes, scores, classes, where it came from and how long it took."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detect.evaluation import to_coco_results
+from detect.model import Classes
+from detect.visualize import draw_detections
+
+STAGES = ("decode", "preprocess", "model", "postprocess")  # the keys of Result.ms
+
+
+@dataclass
+class Result:
+    """Detections on one image or frame, in the input's pixels, and the milliseconds each stage took.
+
+    `labels` are 1..K (0 is the background); `names` and `category_ids` (the dataset's own ids) follow them per box.
+    `image` is the BGR uint8 frame the boxes refer to. `started` is the `time.perf_counter()` at which the frame
+    left the decode queue (the start of its end-to-end time).
+    """
+
+    boxes: np.ndarray  # Nx4 float32 xyxy
+    scores: np.ndarray  # N float32
+    labels: np.ndarray  # N int64
+    classes: Classes
+    image: np.ndarray
+    frame: int = 0
+    source: str = ""
+    ms: dict[str, float] = field(default_factory=dict)
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.classes.names[label - 1] for label in self.labels.tolist()]
+
+    @property
+    def category_ids(self) -> list[int]:
+        return [self.classes.category_ids[label - 1] for label in self.labels.tolist()]
+
+    def plot(self) -> np.ndarray:
+        """A copy of `image` with the boxes, class names and scores drawn."""
+        annotated = self.image.copy()
+        draw_detections(annotated, self.boxes, self.labels, self.scores, self.classes.names)
+        return annotated
+
+    def to_coco(self, image_id: int | None = None) -> list[dict[str, Any]]:
+        """COCO results records (xywh boxes, the dataset's category ids); `image_id` defaults to the frame index."""
+        output = {"boxes": self.boxes, "labels": self.labels, "scores": self.scores}
+        return to_coco_results([output], [self.frame if image_id is None else image_id], self.classes.category_ids)
