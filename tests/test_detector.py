@@ -23,6 +23,12 @@ from detect.model import Classes, build_model, read_detector_weights
 from helpers import ROOT, compose_infer, write_checkpoint, write_clip, write_images
 
 CLASSES = Classes(["cat", "dog"], [17, 42])
+SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, plus backend and vid_stride
+    "source", "source_kind", "device", "backend", "model", "classes", "frame_size", "network_input_size",
+    "padded_input_size", "precision", "channels_last", "compile", "vid_stride", "frames", "warmup_frames",
+    "measured_frames", "corrupt_frames", "corrupt", "dropped_frames", "stopped_by", "detections", "stages_ms",
+    "warmup_model_ms", "throughput_fps", "measured_wall_s", "total_wall_s", "peak_vram_allocated_mb",
+    "peak_vram_reserved_mb", "peak_rss_mb", "outputs"}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +150,7 @@ def test_save_txt_writes_normalized_labels_matching_detections_json(clip: Path, 
     summary = infer(compose_infer([f"source={clip}", f"weights={checkpoint}", "score_threshold=0.05", "save_txt=true",
                                    "max_det=3", "vid_stride=2"], tmp_path))
     assert summary["frames"] == 5 and summary["vid_stride"] == 2 and summary["backend"] == "torch"
+    assert set(summary) == SUMMARY_KEYS and json.loads((tmp_path / "summary.json").read_text()) == summary
     records = json.loads((tmp_path / "detections.json").read_text())
     assert sorted({r["frame"] for r in records}) <= [0, 2, 4, 6, 8]
     files = sorted((tmp_path / "labels").iterdir())
