@@ -5,6 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from detect.config import check_group_overrides
 from detect.errors import exit_on_error
 from detect.inference.pipeline import infer
 
@@ -18,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_error(check_group_overrides, sys.argv[1:])
     main()

@@ -47,3 +47,16 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
         raise DetectError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+
+
+def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
+    """`group=option` command-line overrides whose option has no configs/<group>/<option>.yaml, as one line (Hydra
+    would answer with a page): e.g. tracker=nonsense, model/backbone=resnet42."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        group = config_dir / key.replace(".", "/")
+        if not group.is_dir() or "(" in value:  # not a group, or a sweep function such as choice(...)
+            continue
+        for option in value.split(","):  # a multirun sweep: a,b,c
+            if option and option != "null" and not (group / f"{option}.yaml").is_file():
+                check_choice(key, option, sorted(path.stem for path in group.glob("*.yaml")))

@@ -6,8 +6,6 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from omegaconf import DictConfig
-
 
 class DetectError(Exception):
     """Bad input or configuration: the message names the thing and what to do about it."""
@@ -20,9 +18,10 @@ def check_choice(key: str, value: object, allowed: Iterable[object]) -> None:
         raise DetectError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
 
 
-def exit_on_error(run: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
-    """Call an entry point's `run(cfg)`; a DetectError ends the process with its one line (no traceback), exit 1."""
+def exit_on_error(run: Callable[[Any], Any], arg: Any) -> None:
+    """Call `run(arg)` (an entry point's run on its config); a DetectError ends the process with its one line (no
+    traceback), exit 1."""
     try:
-        run(cfg)
+        run(arg)
     except DetectError as error:
         sys.exit(f"error: {error}")

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -26,7 +27,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DETECT_CACHE", Path.home() / ".cache" / "detect"))
 
 
-def _draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: tuple[int, ...]) -> list[float]:
+def draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: tuple[int, ...]) -> list[float]:
     """Draw one filled shape with its top-left corner at (x, y); return its tight COCO box [x, y, w, h]."""
     if name == "square":
         cv2.rectangle(image, (x, y), (x + size - 1, y + size - 1), color, thickness=-1)
@@ -39,23 +40,33 @@ def _draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: 
     return [float(x), float(y), float(size), float(size)]
 
 
-def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int,
-                object_sizes: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
-    """One BGR image and its (category id, box) list; 1 in 10 images has no object."""
+def textured_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A BGR uint8 background: one random colour with smooth noise."""
     background = rng.integers(40, 200, size=3)
     noise = rng.normal(0, 18, size=(height // 8 + 1, width // 8 + 1, 3))
     texture = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
-    image = np.clip(background + texture, 0, 255).astype(np.uint8)
+    return np.clip(background + texture, 0, 255).astype(np.uint8)
+
+
+def shape_color(rng: np.random.Generator, name: str) -> tuple[int, ...]:
+    """A saturated BGR colour in the hue range of shape `name`."""
+    hue = int(rng.integers(*HUE_RANGES[name]))
+    hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(150, 256)]]])
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int,
+                object_sizes: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
+    """One BGR image and its (category id, box) list; 1 in 10 images has no object."""
+    image = textured_background(rng, width, height)
     objects = []
     count = 0 if rng.random() < 0.1 else int(rng.integers(1, max_objects + 1))
     for _ in range(count):
         category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
         size = int(rng.integers(object_sizes[0], min(object_sizes[1], width, height) + 1))
         x, y = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
-        hue = int(rng.integers(*HUE_RANGES[category["name"]]))
-        hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(150, 256)]]])
-        color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
-        objects.append((category["id"], _draw_shape(image, category["name"], x, y, size, color)))
+        color = shape_color(rng, category["name"])
+        objects.append((category["id"], draw_shape(image, category["name"], x, y, size, color)))
     return image, objects
 
 
@@ -88,21 +99,33 @@ def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num
     """
     params = dict(seed=seed, num_train=num_train, num_val=num_val, image_size=list(image_size),
                   max_objects=max_objects, object_sizes=list(object_sizes), version=1)
+
+    def write(folder: Path) -> None:
+        rng = np.random.default_rng(seed)
+        _write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes)
+        _write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes)
+
+    folder = cached_folder(cache_dir, "synthetic", params, "val.json", write)
+    return {"train_json": folder / "train.json", "train_images": folder / "train",
+            "val_json": folder / "val.json", "val_images": folder / "val"}
+
+
+def cached_folder(cache_dir: str | Path | None, kind: str, params: dict, done_file: str,
+                  write: Callable[[Path], None]) -> Path:
+    """`<cache>/<kind>/<hash of params>/`, written once by `write(folder)`: the folder appears by an atomic rename
+    (when `done_file` is in it), so parallel processes (DDP ranks) may ask for it at once."""
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = cache_dir / "synthetic" / digest
-    if not (folder / "val.json").is_file():
+    folder = cache_dir / kind / digest
+    if not (folder / done_file).is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{digest}."))
         try:
-            rng = np.random.default_rng(seed)
-            _write_split(tmp, "train", rng, num_train, image_size, max_objects, object_sizes)
-            _write_split(tmp, "val", rng, num_val, image_size, max_objects, object_sizes)
+            write(tmp)
             os.rename(tmp, folder)
         except OSError:
-            if not (folder / "val.json").is_file():  # not a parallel writer that got there first
+            if not (folder / done_file).is_file():  # not a parallel writer that got there first
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"train_json": folder / "train.json", "train_images": folder / "train",
-            "val_json": folder / "val.json", "val_images": folder / "val"}
+    return folder

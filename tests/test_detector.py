@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, compose_infer, write_checkpoint, write_clip, write_images
 
 from detect import Detector, Result
 from detect.errors import DetectError
 from detect.export import detector_parity
 from detect.inference.pipeline import infer
 from detect.model import Classes, build_model, read_detector_weights
-from helpers import ROOT, compose_infer, write_checkpoint, write_clip, write_images
 
 CLASSES = Classes(["cat", "dog"], [17, 42])
 SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, plus backend and vid_stride

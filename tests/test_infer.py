@@ -17,7 +17,7 @@ from detect.errors import DetectError
 from detect.inference import Detector
 from detect.inference.backends import Backend, fold_batchnorm
 from detect.inference.pipeline import infer
-from detect.inference.sinks import CSV_COLUMNS, TIMED_STAGES
+from detect.inference.sinks import csv_columns, timed_stages
 from detect.inference.summary import format_summary
 from detect.model import Classes, build_backbone, build_model
 from detect.timing import summarize
@@ -74,13 +74,13 @@ def test_video_slice_writes_a_playable_video_and_the_schemas(tmp_path: Path, cap
     assert summary["stopped_by"] == "max_frames" and summary["frames"] == 4 and summary["measured_frames"] == 3
     # 720x1280 -> short side 128 would make the long side 228 > 192: scale 0.15, then padded to multiples of 32.
     assert summary["network_input_size"] == [108, 192] and summary["padded_input_size"] == [128, 192]
-    assert set(summary["stages_ms"]) == set(TIMED_STAGES) and summary["peak_rss_mb"] > 0
+    assert set(summary["stages_ms"]) == set(timed_stages()) and summary["peak_rss_mb"] > 0
     assert summary["peak_vram_allocated_mb"] is None  # CPU
 
     rows = read_csv(tmp_path / "frames.csv")
-    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert list(rows[0]) == list(csv_columns(timed_stages()))
     assert [row["warmup"] for row in rows] == ["1", "0", "0", "0"] and [row["frame"] for row in rows] == list("0123")
-    for stage in TIMED_STAGES:  # the summary's statistics are those of the csv's frames after warm-up
+    for stage in timed_stages():  # the summary's statistics are those of the csv's frames after warm-up
         measured = [float(row[f"{stage}_ms"]) for row in rows if row["warmup"] == "0"]
         assert summary["stages_ms"][stage]["p50"] == pytest.approx(summarize(measured)["p50"], abs=1e-3)
         assert summary["stages_ms"][stage]["max"] == pytest.approx(max(measured), abs=1e-3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
 from detect.inference.result import Result
 from detect.inference.sources import FrameReader
+from detect.inference.tracking import Tracker
 from detect.timing import DeviceTimer
 
 ImageInput = str | Path | np.ndarray
@@ -138,16 +139,21 @@ class Detector:
         return results
 
     def stream(self, source: str | int | Path | FrameReader, *, vid_stride: int = 1,
-               classes: Sequence[str | int] | None = None, max_det: int | None = None, queue_size: int = 8,
+               classes: Sequence[str | int] | None = None, max_det: int | None = None,
+               tracker: str | Mapping[str, Any] | Tracker | None = None, queue_size: int = 8,
                stop_event: threading.Event | None = None) -> Iterator[Result]:
         """Results for every frame of `source` (an image, folder, glob, video file, webcam index or URL, or a
         FrameReader already open with its own options), decoded on a background thread. Breaking out of the loop,
-        an error or the end of the input closes the source; setting `stop_event` ends it after the current frame."""
+        an error or the end of the input closes the source; setting `stop_event` ends it after the current frame.
+        With `tracker` (a name of configs/tracker, its settings, or a Tracker) each result has `track_ids`."""
         labels, max_det = self._labels_of(classes), _check_max_det(max_det)
         reader = source if isinstance(source, FrameReader) else FrameReader(source, queue_size, vid_stride, stop_event)
         try:
+            if tracker is not None and not isinstance(tracker, Tracker):
+                tracker = Tracker(tracker, reader.fps / reader.vid_stride if reader.fps else 30.0)
             for frame in reader:
-                yield self.predict(frame.image, frame.index, frame.name, frame.decode_ms, labels, max_det)
+                result = self.predict(frame.image, frame.index, frame.name, frame.decode_ms, labels, max_det)
+                yield tracker.update(result) if tracker is not None else result
         finally:
             reader.close()
 

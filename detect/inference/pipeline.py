@@ -29,17 +29,20 @@ from detect.inference.backends import LOADERS, BackendOptions, load_backend
 from detect.inference.detector import Detector
 from detect.inference.result import Result
 from detect.inference.sinks import (
-    TIMED_STAGES,
     DetectionsJson,
     FramesCsv,
     LabelsTxt,
+    MotTracks,
     open_media_writer,
+    timed_stages,
 )
 from detect.inference.sources import FrameReader
 from detect.inference.summary import device_name, finite, format_summary
+from detect.inference.tracking import Tracker
 from detect.inference.worker import BackgroundWorker
+from detect.mot import evaluate_tracking
 from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
-from detect.visualize import draw_detections, draw_overlay
+from detect.visualize import TrackTrails, draw_detections, draw_overlay
 
 ResultConsumer = Callable[[Result, bool], None]  # (result, warmup), called on the writer thread after the files
 
@@ -60,6 +63,12 @@ def check_infer_config(cfg: DictConfig) -> None:
         raise DetectError(f"score_threshold={cfg.score_threshold} must be in [0, 1), vid_stride={cfg.vid_stride} "
                           f">= 1 and max_det={cfg.max_det} null or >= 1")
     check_model_config(cfg.model)
+    if cfg.track_gt is not None:
+        if cfg.get("tracker") is None or cfg.vid_stride != 1:
+            raise DetectError(f"track_gt={cfg.track_gt} needs a tracker (tracker=bytetrack) and every frame "
+                              f"(vid_stride=1, not {cfg.vid_stride})")
+        if not Path(cfg.track_gt).is_file():
+            raise DetectError(f"track_gt={cfg.track_gt} does not exist; pass a MOTChallenge gt.txt")
 
 
 def load_detector(cfg: DictConfig) -> Detector:
@@ -79,26 +88,33 @@ class ResultWriter:
     media: Any  # VideoWriter | ImageWriter | None
     save_txt: bool = False
     per_frame_txt: bool = True
+    tracking: bool = False
     show: bool = False
     verbose: bool = False
     frame_count: int | None = None
     consumer: ResultConsumer | None = None
-    samples: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in TIMED_STAGES})
     warmup_model_ms: list[float] = field(default_factory=list)
     detections: int = 0
     quit_requested: bool = False
 
     def __post_init__(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.csv = FramesCsv(self.output_dir / "frames.csv")
+        self.stages = timed_stages(self.tracking)
+        self.samples: dict[str, list[float]] = {stage: [] for stage in self.stages}
+        self.csv = FramesCsv(self.output_dir / "frames.csv", self.stages)
         self.json = DetectionsJson(self.output_dir / "detections.json")
         self.txt = LabelsTxt(self.output_dir / "labels", self.per_frame_txt) if self.save_txt else None
+        self.tracks = MotTracks(self.output_dir / "tracks.txt") if self.tracking else None
+        self.trails = TrackTrails() if self.tracking else None
 
     def write(self, item: tuple[Result, bool, list[str], dict[str, float]]) -> None:
         result, warmup, overlay, vram_mb = item
         start = time.perf_counter()
         if self.media is not None or self.show:  # drawn in place: the stream hands each frame out once
-            draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names)
+            if self.trails is not None:
+                self.trails.draw(result.image, result.boxes, result.track_ids)
+            draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names,
+                            result.track_ids)
             draw_overlay(result.image, overlay)
             if self.media is not None:
                 self.media.write(result.image, result.source)
@@ -112,11 +128,13 @@ class ResultWriter:
         self.json.write(result)
         if self.txt is not None:
             self.txt.write(result)
+        if self.tracks is not None:
+            self.tracks.write(result)
         self.detections += len(result)
         if warmup:
             self.warmup_model_ms.append(result.ms["model"])
         else:
-            for stage in TIMED_STAGES:
+            for stage in self.stages:
                 self.samples[stage].append(stage_ms[stage])
         if self.verbose:
             names = result.names
@@ -129,6 +147,8 @@ class ResultWriter:
     def close(self) -> None:
         self.json.close()
         self.csv.close()
+        if self.tracks is not None:
+            self.tracks.close()
 
 
 @contextmanager
@@ -183,15 +203,16 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
     media = open_media_writer(reader, output_dir) if cfg.save else None
     source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
     total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
-    writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", cfg.show, cfg.verbose, total,
-                          consumer)
+    tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.fps) if cfg.get("tracker") else None
+    writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", tracker is not None, cfg.show,
+                          cfg.verbose, total, consumer)
     worker = BackgroundWorker(writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI wants one thread
     frames, stopped_by, sizes = 0, "end of input" if reader.frame_count else "stream closed", None
     run_start = time.perf_counter()
     measure_start = previous_start = frame_interval_ms = None
     bar = tqdm(total=total, unit="frame", disable=not cfg.progress, dynamic_ncols=True)
     try:
-        for result in detector.stream(reader):
+        for result in detector.stream(reader, tracker=tracker):
             warmup = frames < cfg.warmup_frames
             if not warmup and measure_start is None:
                 measure_start = result.started
@@ -243,6 +264,7 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
         "vid_stride": cfg.vid_stride, "frames": frames, "warmup_frames": frames - measured, "measured_frames": measured,
         "corrupt_frames": reader.corrupt, "corrupt": reader.corrupt_names[:20], "dropped_frames": reader.dropped,
         "stopped_by": stopped_by, "detections": writer.detections,
+        **({"tracker": tracker.name, "tracks": len(tracker.track_ids)} if tracker else {}),
         "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
         "warmup_model_ms": writer.warmup_model_ms,
         "throughput_fps": measured / measured_s if measured else float("nan"),
@@ -251,8 +273,11 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
         "peak_rss_mb": peak_rss_mb(),
         "outputs": {"media": str(media.path) if media else None, "detections": str(writer.json.path),
                     "frames": str(writer.csv.path), "labels": str(writer.txt.path) if writer.txt else None,
+                    **({"tracks": str(writer.tracks.path)} if tracker else {}),
                     "summary": str(output_dir / "summary.json")},
     })
+    if cfg.track_gt is not None:
+        summary["tracking_metrics"] = evaluate_tracking(cfg.track_gt, writer.tracks.path, output_dir)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary), flush=True)
     return summary

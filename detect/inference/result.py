@@ -32,6 +32,7 @@ class Result:
     source: str = ""
     ms: dict[str, float] = field(default_factory=dict)
     started: float = 0.0
+    track_ids: np.ndarray | None = None  # N int64 with a tracker: stable ids across frames, -1 for unconfirmed boxes
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -47,10 +48,15 @@ class Result:
     def plot(self) -> np.ndarray:
         """A copy of `image` with the boxes, class names and scores drawn."""
         annotated = self.image.copy()
-        draw_detections(annotated, self.boxes, self.labels, self.scores, self.classes.names)
+        draw_detections(annotated, self.boxes, self.labels, self.scores, self.classes.names, self.track_ids)
         return annotated
 
     def to_coco(self, image_id: int | None = None) -> list[dict[str, Any]]:
-        """COCO results records (xywh boxes, the dataset's category ids); `image_id` defaults to the frame index."""
+        """COCO results records (xywh boxes, the dataset's category ids; `track_id` with a tracker); `image_id`
+        defaults to the frame index."""
         output = {"boxes": self.boxes, "labels": self.labels, "scores": self.scores}
-        return to_coco_results([output], [self.frame if image_id is None else image_id], self.classes.category_ids)
+        records = to_coco_results([output], [self.frame if image_id is None else image_id], self.classes.category_ids)
+        if self.track_ids is not None:
+            for record, track_id in zip(records, self.track_ids.tolist(), strict=True):
+                record["track_id"] = track_id
+        return records

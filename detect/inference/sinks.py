@@ -1,6 +1,6 @@
 """Where results go, one frame at a time so that memory stays flat: the annotated video or images, detections.json
-(COCO results plus frame and source), frames.csv (per-stage milliseconds) and, with save_txt, one labels file per
-frame (class index, normalized cx cy w h, score)."""
+(COCO results plus frame and source), frames.csv (per-stage milliseconds), with save_txt one labels file per
+frame (class index, normalized cx cy w h, score), and with a tracker tracks.txt (MOTChallenge format)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ from detect.errors import DetectError
 from detect.inference.result import STAGES, Result
 from detect.inference.sources import FrameReader
 
-TIMED_STAGES = (*STAGES, "draw_write", "end_to_end")  # frames.csv's and the summary's stages
-CSV_COLUMNS = ("frame", "source", "warmup", *(f"{stage}_ms" for stage in TIMED_STAGES), "detections",
-               "vram_allocated_mb", "vram_reserved_mb")
+
+def timed_stages(tracking: bool = False) -> tuple[str, ...]:
+    """frames.csv's and the summary's stages: the Result's, the tracker's when there is one, drawing and writing."""
+    return (*STAGES, *(("track",) if tracking else ()), "draw_write", "end_to_end")
+
+
+def csv_columns(stages: tuple[str, ...]) -> tuple[str, ...]:
+    return ("frame", "source", "warmup", *(f"{stage}_ms" for stage in stages), "detections", "vram_allocated_mb",
+            "vram_reserved_mb")
 
 
 class VideoWriter:
@@ -90,14 +96,14 @@ class DetectionsJson:
 class FramesCsv:
     """frames.csv: one row per frame with every stage's milliseconds, the detection count and VRAM (GPU)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, stages: tuple[str, ...]) -> None:
+        self.path, self.stages = path, stages
         self._file = open(path, "w", newline="")
         self._csv = csv.writer(self._file)
-        self._csv.writerow(CSV_COLUMNS)
+        self._csv.writerow(csv_columns(stages))
 
     def write(self, result: Result, warmup: bool, stage_ms: dict[str, float], vram_mb: dict[str, float]) -> None:
-        self._csv.writerow([result.frame, result.source, int(warmup), *(f"{stage_ms[s]:.3f}" for s in TIMED_STAGES),
+        self._csv.writerow([result.frame, result.source, int(warmup), *(f"{stage_ms[s]:.3f}" for s in self.stages),
                             len(result), *(f"{vram_mb[k]:.1f}" if vram_mb else "" for k in ("allocated", "reserved"))])
         self._file.flush()
 
@@ -126,3 +132,22 @@ class LabelsTxt:
 
     def close(self) -> None:
         pass
+
+
+class MotTracks:
+    """tracks.txt in MOTChallenge format: `frame,id,x,y,w,h,score,-1,-1,-1` per box of a confirmed track, frames
+    counted from 1 (the source's frame index + 1)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "w")
+
+    def write(self, result: Result) -> None:
+        for (x1, y1, x2, y2), score, track_id in zip(result.boxes.tolist(), result.scores.tolist(),
+                                                     result.track_ids.tolist(), strict=True):
+            if track_id >= 0:
+                self._file.write(f"{result.frame + 1},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                                 f"{score:.4f},-1,-1,-1\n")
+
+    def close(self) -> None:
+        self._file.close()

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from detect.mot import format_tracking_metrics
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -58,6 +60,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{'throughput':<12}" + (f"{fps:.2f} FPS ({summary['measured_frames']} frames in "
                                  f"{summary['measured_wall_s']:.1f} s)" if fps else "- (no frame after warm-up)"),
         f"{'memory':<12}peak RSS {summary['peak_rss_mb']:.0f} MiB{peak_vram}",
-        f"{'outputs':<12}{', '.join(str(path) for path in summary['outputs'].values() if path)}",
     ]
+    if "tracker" in summary:
+        lines.append(f"{'tracking':<12}{summary['tracker']}: {summary['tracks']} tracks")
+    if "tracking_metrics" in summary:
+        lines.append(f"{'vs gt':<12}{format_tracking_metrics(summary['tracking_metrics'])}")
+    lines.append(f"{'outputs':<12}{', '.join(str(path) for path in summary['outputs'].values() if path)}")
     return "\n".join(lines)
