@@ -1,5 +1,6 @@
 """What infer.py runs: `Detector.stream()` over a source, its results drawn and written on a background thread
-(the annotated video or images, detections.json, frames.csv, labels/*.txt), then summary.json and the table.
+(writer.py: the annotated video or images, detections.json, frames.csv, labels, tracks), then summary.json and the
+table, and the tracking metrics with track_gt.
 
 The first `warmup_frames` are run and written but left out of the statistics. Ctrl-C (or the end of the input, or a
 closed stream) finalizes every output for the frames done; a second Ctrl-C stops at once, still finalizing.
@@ -11,9 +12,8 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +27,14 @@ from detect.device import PRECISIONS, resolve_device
 from detect.errors import DetectError, check_choice
 from detect.inference.backends import LOADERS, BackendOptions, load_backend
 from detect.inference.detector import Detector
-from detect.inference.result import Result
-from detect.inference.sinks import (
-    DetectionsJson,
-    FramesCsv,
-    LabelsTxt,
-    MotTracks,
-    open_media_writer,
-    timed_stages,
-)
+from detect.inference.sinks import open_media_writer
 from detect.inference.sources import FrameReader
 from detect.inference.summary import device_name, finite, format_summary
 from detect.inference.tracking import Tracker
 from detect.inference.worker import BackgroundWorker
+from detect.inference.writer import ResultConsumer, ResultWriter
 from detect.mot import evaluate_tracking
 from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
-from detect.visualize import TrackTrails, draw_detections, draw_overlay
-
-ResultConsumer = Callable[[Result, bool], None]  # (result, warmup), called on the writer thread after the files
 
 
 def check_infer_config(cfg: DictConfig) -> None:
@@ -78,77 +68,6 @@ def load_detector(cfg: DictConfig) -> Detector:
                            cfg.model_from_checkpoint)
     classes = list(cfg.classes) if cfg.classes is not None else None
     return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det)
-
-
-@dataclass
-class ResultWriter:
-    """Draws and writes each result as it comes (on the writer thread) and keeps the measured stage times."""
-
-    output_dir: Path
-    media: Any  # VideoWriter | ImageWriter | None
-    save_txt: bool = False
-    per_frame_txt: bool = True
-    tracking: bool = False
-    show: bool = False
-    verbose: bool = False
-    frame_count: int | None = None
-    consumer: ResultConsumer | None = None
-    warmup_model_ms: list[float] = field(default_factory=list)
-    detections: int = 0
-    quit_requested: bool = False
-
-    def __post_init__(self) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.stages = timed_stages(self.tracking)
-        self.samples: dict[str, list[float]] = {stage: [] for stage in self.stages}
-        self.csv = FramesCsv(self.output_dir / "frames.csv", self.stages)
-        self.json = DetectionsJson(self.output_dir / "detections.json")
-        self.txt = LabelsTxt(self.output_dir / "labels", self.per_frame_txt) if self.save_txt else None
-        self.tracks = MotTracks(self.output_dir / "tracks.txt") if self.tracking else None
-        self.trails = TrackTrails() if self.tracking else None
-
-    def write(self, item: tuple[Result, bool, list[str], dict[str, float]]) -> None:
-        result, warmup, overlay, vram_mb = item
-        start = time.perf_counter()
-        if self.media is not None or self.show:  # drawn in place: the stream hands each frame out once
-            if self.trails is not None:
-                self.trails.draw(result.image, result.boxes, result.track_ids)
-            draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names,
-                            result.track_ids)
-            draw_overlay(result.image, overlay)
-            if self.media is not None:
-                self.media.write(result.image, result.source)
-            if self.show:
-                cv2.imshow("detect", result.image)
-                self.quit_requested = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
-        done = time.perf_counter()
-        stage_ms = {**result.ms, "draw_write": (done - start) * 1000.0,
-                    "end_to_end": result.ms["decode"] + (done - result.started) * 1000.0}
-        self.csv.write(result, warmup, stage_ms, vram_mb)
-        self.json.write(result)
-        if self.txt is not None:
-            self.txt.write(result)
-        if self.tracks is not None:
-            self.tracks.write(result)
-        self.detections += len(result)
-        if warmup:
-            self.warmup_model_ms.append(result.ms["model"])
-        else:
-            for stage in self.stages:
-                self.samples[stage].append(stage_ms[stage])
-        if self.verbose:
-            names = result.names
-            counts = ", ".join(f"{names.count(name)} {name}" for name in dict.fromkeys(names)) or "nothing"
-            tqdm.write(f"frame {result.frame + 1}/{self.frame_count or '?'} {result.source}: {counts} "
-                       f"{stage_ms['end_to_end']:.1f}ms")
-        if self.consumer is not None:
-            self.consumer(result, warmup)
-
-    def close(self) -> None:
-        self.json.close()
-        self.csv.close()
-        if self.tracks is not None:
-            self.tracks.close()
 
 
 @contextmanager
