@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,21 @@ import lightning as L
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+)
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from detect.errors import DetectError
+from detect.data_checks import BAD_IMAGE_POLICIES, CheckReport, check_coco
+from detect.errors import DetectError, check_choice
 from detect.model import Classes
+from detect.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
 from detect.synthetic import write_synthetic_coco
 
 
@@ -31,21 +40,34 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def load_coco(annotation_file: str | Path) -> COCO:
-    """pycocotools' COCO index of `annotation_file`, with one readable error for a missing or broken file."""
+def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None,
+              on_bad_image: str = "skip") -> tuple[COCO, CheckReport]:
+    """pycocotools' COCO index of `annotation_file` after `detect.data_checks.check_coco` (its images too, when
+    `image_dir` is given), and the checks' report; one readable error for a missing or broken file."""
     path = Path(annotation_file)
     if not path.is_file():
         raise DetectError(f"annotation file {path} does not exist; pass the path of a COCO-format json")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-            coco = COCO(str(path))
-        for key in ("images", "annotations", "categories"):
-            if key not in coco.dataset:
-                raise KeyError(key)
-    except (ValueError, KeyError, TypeError) as error:
+        dataset = json.loads(path.read_text())
+        if not all(isinstance(dataset.get(key), list) for key in ("images", "annotations", "categories")):
+            raise KeyError("images, annotations or categories")
+        dataset, report = check_coco(dataset, path, image_dir, on_bad_image)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise DetectError(f"annotation file {path} is not COCO-format json ({type(error).__name__}: {error}); "
                           "it needs 'images', 'annotations' and 'categories' lists") from None
-    return coco
+    if image_dir is not None and dataset["images"] == [] and report.counts["bad_image"]:
+        raise DetectError(f"none of the {report.counts['bad_image']} images of {path} is usable "
+                          f"({report.examples['bad_image']}); check the image folder {image_dir}")
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
+    return coco, report
+
+
+def load_coco(annotation_file: str | Path) -> COCO:
+    """pycocotools' COCO index of `annotation_file`, its annotations checked (see `read_coco`)."""
+    return read_coco(annotation_file)[0]
 
 
 def train_transforms(flip_prob: float, photometric: bool) -> v2.Compose:
@@ -62,11 +84,12 @@ class CocoDetection(Dataset):
 
     Category ids of any values map to labels in sorted id order and back through `classes`. Crowd boxes are left
     out of the targets (pycocotools still sees them when evaluating); degenerate boxes are dropped and counted.
+    The file and its images are checked first (`detect.data_checks`); `report` says what was fixed or skipped.
     """
 
     def __init__(self, annotation_file: str | Path, image_dir: str | Path, transforms: v2.Transform | None = None,
-                 keep_empty: bool = True) -> None:
-        self.coco = load_coco(annotation_file)
+                 keep_empty: bool = True, on_bad_image: str = "skip") -> None:
+        self.coco, self.report = read_coco(annotation_file, image_dir, on_bad_image)
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         category_ids = sorted(self.coco.getCatIds())
@@ -97,12 +120,6 @@ class CocoDetection(Dataset):
             self.image_ids.append(image_id)
             self.targets.append((np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)))
 
-        missing = [self.coco.imgs[i]["file_name"] for i in self.image_ids
-                   if not (self.image_dir / self.coco.imgs[i]["file_name"]).is_file()]
-        if missing:
-            raise DetectError(f"{len(missing)} images of {annotation_file} are missing from {self.image_dir} "
-                              f"(first: {missing[0]}); point the image folder at the right place")
-
     def __len__(self) -> int:
         return len(self.image_ids)
 
@@ -127,44 +144,6 @@ class CocoDetection(Dataset):
         return image.as_subclass(torch.Tensor), target
 
 
-def aspect_ratio_groups(aspect_ratios: Sequence[float], group_factor: int) -> list[int]:
-    """Bin aspect ratios into 2 * group_factor + 2 groups on a log scale from 1/2 to 2 (torchvision's binning)."""
-    bins = 2 ** np.linspace(-1, 1, 2 * group_factor + 1)
-    return np.digitize(aspect_ratios, bins).tolist()
-
-
-class GroupedBatchSampler(BatchSampler):
-    """Batches whose images share an aspect-ratio group, so padding to the batch's largest image wastes little.
-
-    Yields `len(sampler) // batch_size` batches; the last few mix groups from what is left over.
-    """
-
-    def __init__(self, sampler: Sampler[int], group_ids: Sequence[int], batch_size: int) -> None:
-        super().__init__(sampler, batch_size, drop_last=True)
-        self.group_ids = group_ids
-
-    def __iter__(self) -> Iterator[list[int]]:
-        buffers: dict[int, list[int]] = defaultdict(list)
-        for index in self.sampler:
-            buffer = buffers[self.group_ids[index]]
-            buffer.append(index)
-            if len(buffer) == self.batch_size:
-                yield buffer.copy()
-                buffer.clear()
-        leftovers = [index for group in sorted(buffers) for index in buffers[group]]
-        for start in range(0, len(leftovers) - self.batch_size + 1, self.batch_size):
-            yield leftovers[start:start + self.batch_size]
-
-    def __len__(self) -> int:
-        return len(self.sampler) // self.batch_size
-
-
-def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
-    """Keep images of different sizes as a list: the model batches them after resizing."""
-    images, targets = zip(*batch)
-    return list(images), list(targets)
-
-
 class CocoDataModule(L.LightningDataModule):
     """Train and val COCO datasets with aspect-ratio grouped batches; sharded per rank under DDP.
 
@@ -175,7 +154,7 @@ class CocoDataModule(L.LightningDataModule):
                  batch_size: int = 2,
                  val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
-                 aspect_ratio_group_factor: int = 3, seed: int = 0) -> None:
+                 aspect_ratio_group_factor: int = 3, seed: int = 0, on_bad_image: str = "skip") -> None:
         super().__init__()
         self.paths = {key: Path(root or ".") / path for key, path in (
             ("train_json", train_json), ("train_images", train_images), ("val_json", val_json),
@@ -190,18 +169,21 @@ class CocoDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.keep_empty_train, self.flip_prob, self.photometric = keep_empty_train, flip_prob, photometric
         self.aspect_ratio_group_factor, self.seed = aspect_ratio_group_factor, seed
+        check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
+        self.on_bad_image = on_bad_image
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Index both annotation files (once) and check that the two splits share one category list."""
+        """Index and check both annotation files (once; the val split first, so that a bad val file fails before
+        any training) and check that the two splits share one category list."""
         if self.val_set is not None:
             return
-        self.val_set = CocoDetection(self.paths["val_json"], self.paths["val_images"])
+        self.val_set = CocoDetection(self.paths["val_json"], self.paths["val_images"], on_bad_image=self.on_bad_image)
         if stage in (None, "fit"):
             self.train_set = CocoDetection(self.paths["train_json"], self.paths["train_images"],
                                            train_transforms(self.flip_prob, self.photometric),
-                                           keep_empty=self.keep_empty_train)
+                                           keep_empty=self.keep_empty_train, on_bad_image=self.on_bad_image)
             if self.train_set.classes != self.val_set.classes:
                 raise DetectError(f"{self.paths['train_json']} and {self.paths['val_json']} list different categories; "
                                   "both splits need the same 'categories'")

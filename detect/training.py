@@ -46,6 +46,9 @@ def _print_header(cfg: DictConfig, datamodule: CocoDataModule) -> None:
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr}, "
                      f"precision {cfg.trainer.precision}")
+    for dataset in (val, train):
+        if dataset is not None:
+            lines += [f"data check: {line}" for line in dataset.report.lines()]
     if cfg.get("demo_note"):
         lines.append(cfg.demo_note)
     print("\n".join(lines), flush=True)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
-from detect.data import (CocoDataModule, CocoDetection, GroupedBatchSampler, aspect_ratio_groups, load_coco,
-                         read_image, train_transforms)
+from detect.data import CocoDataModule, CocoDetection, load_coco, read_image, train_transforms
+from detect.samplers import GroupedBatchSampler, aspect_ratio_groups
 from detect.errors import DetectError
 from detect.synthetic import write_synthetic_coco
 
@@ -65,8 +65,12 @@ def test_read_image_handles_grayscale_and_alpha(tmp_path: Path) -> None:
 
 def test_missing_image_and_broken_annotations_are_named(gappy_coco: Path, tmp_path: Path) -> None:
     (gappy_coco.parent / "images" / "b.png").unlink()
-    with pytest.raises(DetectError, match=r"1 images of .* are missing from .* \(first: b.png\)"):
-        CocoDetection(gappy_coco, gappy_coco.parent / "images")
+    with pytest.raises(DetectError, match=r"image b.png \(id 11\) of .*ann.json is missing from .*images; fix or "
+                                          "remove it, or set data.on_bad_image=skip"):
+        CocoDetection(gappy_coco, gappy_coco.parent / "images", on_bad_image="error")
+    skipped = CocoDetection(gappy_coco, gappy_coco.parent / "images", on_bad_image="skip")
+    assert skipped.image_ids == [10, 12] and skipped.report.counts["bad_image"] == 1
+    assert 11 not in skipped.coco.imgs and all(a["image_id"] != 11 for a in skipped.coco.dataset["annotations"])
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(DetectError, match="broken.json is not COCO-format json"):
