@@ -16,7 +16,6 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from detect.errors import DetectError
 
-
 METADATA_KEY = "detect"
 DETECTOR_PREFIX = "model."  # the detector's keys in a checkpoint's state_dict (the module keeps it as `model`)
 

@@ -7,7 +7,7 @@ import copy
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class CocoEvaluation:
     summary: str
     per_class: list[dict[str, Any]]
     num_images: int
+    coco_eval: COCOeval | None = field(default=None, repr=False, compare=False)  # kept on the rank that evaluated
 
     def per_class_table(self) -> str:
         """The per-class AP table as aligned text."""
@@ -85,7 +86,7 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], classes: Classes
                           "AP": float(valid.mean()) if valid.size else float("nan"),
                           "AP50": float(valid50.mean()) if valid50.size else float("nan")})
     stats = {name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats)}
-    return CocoEvaluation(stats, summary.getvalue().rstrip(), per_class, num_images)
+    return CocoEvaluation(stats, summary.getvalue().rstrip(), per_class, num_images, coco_eval)
 
 
 class CocoEvaluator:
@@ -119,18 +120,20 @@ class CocoEvaluator:
         if not distributed or dist.get_rank() == 0:
             results = [result for image_id in sorted(predictions) for result in predictions[image_id]]
             evaluation = evaluate_coco(self.coco_gt, results, self.classes, image_ids=list(predictions))
-        if distributed:
-            box = [evaluation]
+        if distributed:  # the numbers to every rank; the COCOeval (and its whole ground truth) stays on rank 0
+            box = [replace(evaluation, coco_eval=None) if evaluation is not None else None]
             dist.broadcast_object_list(box, src=0)
-            evaluation = box[0]
+            evaluation = evaluation if dist.get_rank() == 0 else box[0]
         return evaluation, results
 
 
-def write_evaluation(evaluation: CocoEvaluation, results: list[dict[str, Any]], folder: str | Path) -> None:
-    """predictions.json (COCO results format), metrics.json and per_class_ap.txt in `folder`."""
+def write_evaluation(evaluation: CocoEvaluation, results: list[dict[str, Any]], folder: str | Path,
+                     extra: dict[str, Any] | None = None) -> None:
+    """predictions.json (COCO results format), metrics.json (with `extra`) and per_class_ap.txt in `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "predictions.json").write_text(json.dumps(results))
-    metrics = {"stats": evaluation.stats, "per_class": evaluation.per_class, "images": evaluation.num_images}
+    metrics = {"stats": evaluation.stats, "per_class": evaluation.per_class, "images": evaluation.num_images,
+               **(extra or {})}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
     (folder / "per_class_ap.txt").write_text(evaluation.summary + "\n\n" + evaluation.per_class_table() + "\n")

@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from torch.optim.lr_scheduler import LambdaLR
 from torchvision.models.detection import FasterRCNN
 
+from detect.analysis import write_analysis
 from detect.checkpoint import detector_metadata
 from detect.evaluation import CocoEvaluator, write_evaluation
 from detect.model import Classes
@@ -39,6 +42,15 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, warmup_fa
     return LambdaLR(optimizer, factor)
 
 
+def log_images(loggers: Sequence[Logger], paths: Sequence[str | Path], step: int) -> None:
+    """The PNG files among `paths` as images of every TensorBoard logger (tag plots/<file name>)."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            for path in (path for path in paths if str(path).endswith(".png")):
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                logger.experiment.add_image(f"plots/{Path(path).stem}", image[..., ::-1], step, dataformats="HWC")
+
+
 class DetectionModule(L.LightningModule):
     """Trains a torchvision FasterRCNN and scores it with pycocotools on the validation split.
 
@@ -49,7 +61,7 @@ class DetectionModule(L.LightningModule):
     def __init__(self, model: FasterRCNN, classes: Classes, evaluator: CocoEvaluator,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., LambdaLR] | None = None, model_config: dict[str, Any] | None = None,
-                 output_dir: str | Path = ".") -> None:
+                 output_dir: str | Path = ".", val_files: dict[str, str] | None = None, plots: bool = True) -> None:
         super().__init__()
         self.model = model
         self.classes = classes
@@ -58,6 +70,8 @@ class DetectionModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.model_config = model_config or {}
         self.output_dir = Path(output_dir)
+        self.val_files = val_files or {}  # val_json and val_images, for the plots and `python -m detect.analyze`
+        self.plots = plots
         self.last_evaluation = None
 
     @staticmethod
@@ -86,7 +100,13 @@ class DetectionModule(L.LightningModule):
         self.last_evaluation = evaluation
         self.log_dict({f"val/{name}": value for name, value in evaluation.stats.items()}, sync_dist=False)
         if self.trainer.is_global_zero:
-            write_evaluation(evaluation, results, self.output_dir / "eval")
+            extra = dict(self.val_files)
+            if self.plots and evaluation.coco_eval is not None and results:
+                images = Path(self.val_files["val_images"]) if "val_images" in self.val_files else None
+                analysis = write_analysis(evaluation.coco_eval, results, self.classes, images, self.output_dir / "plots")
+                extra |= {"best_f1_threshold": analysis["best_f1_threshold"], "best_f1": analysis["best_f1"]}
+                log_images(self.loggers, analysis["plots"], self.global_step)
+            write_evaluation(evaluation, results, self.output_dir / "eval", extra)
             print(f"\nCOCO bbox evaluation at step {self.global_step}: {evaluation.num_images} images, "
                   f"{len(results)} detections\n{evaluation.summary}\n\n{evaluation.per_class_table()}\n")
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from detect.analysis.history import plot_history
 from detect.checkpoint import AtomicCheckpointIO
 from detect.config import check_train_config
 from detect.data import CocoDataModule
 from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
 from detect.model import build_model, read_detector_weights
-from detect.module import DetectionModule
+from detect.module import DetectionModule, log_images
 
 
 def _instantiate(node: DictConfig) -> object:
@@ -75,6 +77,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
         model_config=OmegaConf.to_container(cfg.model, resolve=True), output_dir=output_dir,
+        val_files={key: str(datamodule.paths[key].resolve()) for key in ("val_json", "val_images")}, plots=cfg.plots,
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -85,6 +88,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     _print_header(cfg, datamodule)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if cfg.plots and trainer.is_global_zero:
+            history = plot_history(output_dir / "csv" / "metrics.csv", output_dir / "plots" / "results.png")
+            log_images(trainer.loggers, [history] if history else [], trainer.global_step)
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_path:
             rank_zero_only(print)(f"best checkpoint {checkpoint.best_model_path} (val/AP {checkpoint.best_model_score:.4f})"

@@ -24,7 +24,7 @@ TINY = [
     "model.roi.representation_size=64", "model.roi.batch_size_per_image=32", "model.rpn.batch_size_per_image=64",
     "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50", "model.rpn.pre_nms_top_n_test=50",
     "model.rpn.post_nms_top_n_test=20", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
-    "callbacks.progress_bar.refresh_rate=0",
+    "callbacks.progress_bar.refresh_rate=0", "plots=false",
 ]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import TINY, compose_train, synthetic_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from detect.model import BACKBONES
 from detect.training import run
 
@@ -33,7 +34,7 @@ def logged_steps(output_dir: Path, column: str = "train/loss") -> list[int]:
 
 def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_path: Path) -> None:
     result = train_py([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=3",
-                       "trainer.val_check_interval=3"], tmp_path)
+                       "trainer.val_check_interval=3", "plots=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "built-in demo" in result.stdout
     assert result.stdout.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 1
@@ -45,14 +46,21 @@ def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_pa
     assert checkpoint["global_step"] == 3
     assert checkpoint["detect"]["category_ids"] == [1, 2, 4]
     assert checkpoint["detect"]["class_names"] == ["square", "disc", "triangle"]
+    plots = {path.name for path in (tmp_path / "plots").iterdir()}
+    assert {"results.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png", "worst_images.png"} <= plots
+    assert 0.0 <= metrics["best_f1_threshold"] <= 1.0 and Path(metrics["val_json"]).is_file()
 
 
 def test_resume_continues_at_the_saved_step_and_evaluate_writes_results(synthetic_cache: Path,
                                                                         tmp_path: Path) -> None:
     base = [*TINY, *synthetic_overrides(synthetic_cache), "trainer.val_check_interval=2"]
-    run(compose_train([*base, "trainer.max_steps=2"], tmp_path / "first"))
+    run(compose_train([*base, "trainer.max_steps=2", "logger=tensorboard", "plots=true"], tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 2
+    events = EventAccumulator(str(tmp_path / "first" / "tensorboard"))
+    events.Reload()
+    assert {"plots/pr_curves", "plots/confusion_matrix", "plots/worst_images"} <= set(events.Tags()["images"])
+    assert "val/AP" in events.Tags()["scalars"]
 
     run(compose_train([*base, "trainer.max_steps=4", f"ckpt_path={last}"], tmp_path / "resumed"))
     assert logged_steps(tmp_path / "resumed") == [2, 3]  # no step trained twice

@@ -7,13 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after choosing the file-only backend
 from matplotlib import ticker
 
 from detect.model import BACKBONES
+from detect.plotting import plt, save_figure
 
 Row = dict[str, Any]
 BACKEND_COLORS = {"channels_last": "tab:orange", "compile": "tab:green", "onnxruntime": "tab:blue"}
@@ -41,12 +38,6 @@ def _figure(count: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
         ax.set_visible(False)
     figure.suptitle(title, fontsize=13)
     return figure, list(axes.flat[:count])
-
-
-def _save(figure: plt.Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
 def _depth_lines(ax: plt.Axes, rows: list[Row], x: Callable[[Row], float], y: Callable[[Row], float | None]) -> None:
@@ -97,7 +88,7 @@ def latency_vs_size(rows: list[Row], path: Path) -> Path | None:
         ax.set_ylabel("median latency (ms)")
         ax.set_title(f"{task}, {backend}, {precision}, batch {batch}", fontsize=10)
     _depth_legend(figure, axes)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def throughput_vs_batch(rows: list[Row], path: Path) -> Path | None:
@@ -119,7 +110,7 @@ def throughput_vs_batch(rows: list[Row], path: Path) -> Path | None:
         ax.set_ylabel("throughput (images/s)")
         ax.set_title(f"{task}, {backend}, {precision}, {size}", fontsize=10)
     _depth_legend(figure, axes)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def memory_vs_size(rows: list[Row], path: Path) -> Path | None:
@@ -138,7 +129,7 @@ def memory_vs_size(rows: list[Row], path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.set_title(f"{task}, {backend}, {precision}, batch {batch}", fontsize=10)
     _depth_legend(figure, axes)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def backend_speedups(rows: list[Row], path: Path) -> Path | None:
@@ -170,7 +161,7 @@ def backend_speedups(rows: list[Row], path: Path) -> Path | None:
     ax.set_title(f"Backend speed-ups{f' ({common})' if common else ''}", fontsize=12)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_plots(rows: list[Row], output_dir: Path) -> list[Path]:

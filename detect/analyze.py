@@ -1,0 +1,61 @@
+"""Redraw a run's pictures from its saved files, without the model: eval/predictions.json scored again by
+pycocotools against the val annotation file, csv/metrics.csv for results.png. Writes <run dir>/plots/.
+
+    uv run python -m detect.analyze outputs/2026-11-22/17-30-00
+    uv run python -m detect.analyze <run dir> --val-json val.json --val-images images/   # files moved since
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from detect.analysis import write_analysis
+from detect.data import load_coco
+from detect.errors import DetectError
+from detect.evaluation import evaluate_coco
+from detect.model import Classes
+
+
+def analyze(run_dir: Path, val_json: Path | None = None, val_images: Path | None = None) -> dict:
+    """Score the run's predictions again and write every plot; return what `write_analysis` returns."""
+    metrics_path, predictions_path = run_dir / "eval" / "metrics.json", run_dir / "eval" / "predictions.json"
+    for path in (metrics_path, predictions_path):
+        if not path.is_file():
+            raise DetectError(f"{path} does not exist; pass the folder of a train.py run that has evaluated")
+    metrics = json.loads(metrics_path.read_text())
+    val_json = val_json or (Path(metrics["val_json"]) if "val_json" in metrics else None)
+    if val_json is None:
+        raise DetectError(f"{metrics_path} does not name the val annotation file; pass --val-json")
+    val_images = val_images or (Path(metrics["val_images"]) if "val_images" in metrics else None)
+    coco = load_coco(val_json)
+    category_ids = sorted(coco.getCatIds())
+    classes = Classes([coco.cats[c]["name"] for c in category_ids], category_ids)
+    results = json.loads(predictions_path.read_text())
+    evaluation = evaluate_coco(coco, results, classes, image_ids=sorted({r["image_id"] for r in results}) or None)
+    if evaluation.coco_eval is None:
+        raise DetectError(f"{predictions_path} holds no detection; there is nothing to draw")
+    images = val_images if val_images is not None and val_images.is_dir() else None
+    return write_analysis(evaluation.coco_eval, results, classes, images, run_dir / "plots",
+                          run_dir / "csv" / "metrics.csv") | {"stats": evaluation.stats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--val-json", type=Path, default=None, help="default: the one the run evaluated on")
+    parser.add_argument("--val-images", type=Path, default=None, help="default: the one the run evaluated on")
+    args = parser.parse_args()
+    try:
+        analysis = analyze(args.run_dir, args.val_json, args.val_images)
+    except DetectError as error:
+        sys.exit(f"error: {error}")
+    print(f"AP {analysis['stats']['AP']:.3f}, AP50 {analysis['stats']['AP50']:.3f}; best F1 {analysis['best_f1']:.3f} "
+          f"at score threshold {analysis['best_f1_threshold']:.2f} (IoU 0.5)")
+    print("wrote " + ", ".join(analysis["plots"]))
+
+
+if __name__ == "__main__":
+    main()
