@@ -14,14 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    RandomSampler,
-    Sampler,
-)
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from detect.errors import DetectError, check_choice
 
 BAD_IMAGE_POLICIES = ("skip", "error")
@@ -66,11 +68,7 @@ def _image_size(path: Path) -> tuple[int, int] | str:
         return struct.unpack(">II", head[16:24]) if tail.endswith(_PNG_END) else "a truncated PNG"
     if head.startswith(b"\xff\xd8"):
         return _jpeg_size(path) if tail.rstrip(b"\x00").endswith(_JPEG_END) else "a truncated JPEG"
-    from PIL import (
-        Image,  # other formats (BMP, TIFF, WebP): Pillow reads the header only
-    )
-
-    try:
+    try:  # other formats (BMP, TIFF, WebP): Pillow reads the header only
         with Image.open(path) as image:
             return image.size
     except Exception:  # Pillow raises several types for a file that is no image
@@ -78,9 +76,8 @@ def _image_size(path: Path) -> tuple[int, int] | str:
 
 
 def _jpeg_size(path: Path) -> tuple[int, int] | str:
-    """Width and height from a JPEG's start-of-frame marker, turned by its EXIF orientation as OpenCV decodes it."""
-    from PIL import Image
-
+    """Width and height from a JPEG's header (Pillow reads no pixels), turned by its EXIF orientation as OpenCV
+    decodes it."""
     try:
         with Image.open(path) as image:
             width, height = image.size

@@ -13,13 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.synthetic import (
-    CATEGORIES,
-    cached_folder,
-    draw_shape,
-    shape_color,
-    textured_background,
-)
+from detect.synthetic import CATEGORIES, cached_folder, draw_shape, shape_color, textured_background
 
 VIDEO_NAME = "synthetic_tracking.avi"
 MIN_VISIBLE = 0.4  # a shape less visible than this (occluded or outside the frame) is marked "ignore" in the gt

@@ -28,13 +28,18 @@ TINY = [
 ]
 
 
-def compose_train(overrides: list[str], output_dir: Path = Path("outputs/tests")) -> DictConfig:
-    """configs/train.yaml composed as train.py would, with `output_dir` set (no Hydra run directory here)."""
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """configs/<config_name>.yaml composed as its entry point would, with `output_dir` set (no Hydra run directory)."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name=config_name, overrides=overrides)
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
     return cfg
+
+
+def compose_train(overrides: list[str], output_dir: Path = Path("outputs/tests")) -> DictConfig:
+    """configs/train.yaml composed as train.py would."""
+    return compose_config("train", overrides, output_dir)
 
 
 def synthetic_overrides(cache_dir: Path, num_train: int = 16, num_val: int = 8) -> list[str]:
@@ -66,12 +71,8 @@ TINY_INFER = ["threads=1", "model/backbone=resnet18", "model.min_size=128", "mod
 
 
 def compose_infer(overrides: list[str], output_dir: Path) -> DictConfig:
-    """configs/infer.yaml as infer.py composes it, with `output_dir` set (no Hydra run directory here)."""
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="infer", overrides=[*TINY_INFER, *overrides])
-    with open_dict(cfg):
-        cfg.output_dir = str(output_dir)
-    return cfg
+    """configs/infer.yaml as infer.py composes it, with the tiny model."""
+    return compose_config("infer", [*TINY_INFER, *overrides], output_dir)
 
 
 def write_images(folder: Path, names: list[str], size: tuple[int, int] = (96, 128)) -> list[Path]:

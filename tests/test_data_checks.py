@@ -8,12 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import compose_config, write_coco
 
+from detect.browse import browse
 from detect.data import CocoDataModule, CocoDetection, read_coco
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco
 from detect.model import Classes
-from helpers import write_coco
 
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]
 
@@ -112,3 +113,19 @@ def test_a_bad_val_split_fails_at_setup_before_any_training(tmp_path: Path) -> N
     skip = CocoDataModule(str(train), str(train.parent / "images"), str(val), str(val.parent / "images"))
     with pytest.raises(DetectError, match=r"none of the 1 images of .*ann.json is usable \(v.png: not an image\)"):
         skip.setup("fit")
+
+
+def test_browse_draws_samples_and_reports_the_label_statistics(gappy_coco: Path, tmp_path: Path) -> None:
+    images = str(gappy_coco.parent / "images")
+    cfg = compose_config("browse", ["data=custom", f"data.train_json={gappy_coco}", f"data.train_images={images}",
+                                    f"data.val_json={gappy_coco}", f"data.val_images={images}", "num_images=2"],
+                         tmp_path / "browse")
+    browse(cfg)
+    assert {path.name for path in (tmp_path / "browse").iterdir()} == {"samples.png", "labels.png", "report.txt"}
+    text = (tmp_path / "browse" / "report.txt").read_text()
+    assert text.startswith("3 classes: car, cat, toothbrush")
+    # gappy_coco: 3 images, 5 annotations: 1 crowd, 1 degenerate (left out), 3 boxes kept; image 12 has none and
+    # the train split drops empty images (keep_empty_train=false)
+    assert "train: 2 images, 3 boxes, 0 images without boxes, 1 crowd boxes, 1 degenerate boxes dropped, " \
+           "1 empty images dropped" in text
+    assert "val: 3 images, 3 boxes, 1 images without boxes" in text

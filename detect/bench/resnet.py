@@ -19,13 +19,7 @@ import onnxruntime as ort
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detect.bench.measure import (
-    count_flops,
-    matmul_tflops,
-    peak_rss_since_reset_mb,
-    reset_peak_rss,
-    time_calls,
-)
+from detect.bench.measure import count_flops, matmul_tflops, peak_rss_since_reset_mb, reset_peak_rss, time_calls
 from detect.bench.plots import write_plots
 from detect.device import PRECISIONS, resolve_device
 from detect.errors import DetectError, check_choice

@@ -127,9 +127,8 @@ def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: Backen
     if options.precision != "fp32":
         raise DetectError(f"backend=onnxruntime runs the exported fp32 graph; precision={options.precision} is not "
                           "supported there: use precision=fp32")
-    from detect.inference.onnx import (
-        OnnxDetector,  # onnxruntime is imported only when an ONNX model is asked for
-    )
+    # onnxruntime is imported only when an ONNX model is asked for
+    from detect.inference.onnx import OnnxDetector
 
     detector = OnnxDetector(weights, options.device, options.threads)
     return Backend(detector, detector.classes or COCO_CLASSES, f"Faster R-CNN, ONNX Runtime ({weights})",

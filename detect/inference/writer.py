@@ -13,13 +13,7 @@ import cv2
 from tqdm import tqdm
 
 from detect.inference.result import Result
-from detect.inference.sinks import (
-    DetectionsJson,
-    FramesCsv,
-    LabelsTxt,
-    MotTracks,
-    timed_stages,
-)
+from detect.inference.sinks import DetectionsJson, FramesCsv, LabelsTxt, MotTracks, timed_stages
 from detect.visualize import TrackTrails, draw_detections, draw_overlay
 
 ResultConsumer = Callable[[Result, bool], None]  # (result, warmup), called on the writer thread after the files
