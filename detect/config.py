@@ -14,6 +14,8 @@ from detect.model import BACKBONES, NORMS
 CONFIG_DIR = next(path for path in (Path(__file__).parent / "configs", Path(__file__).parents[1] / "configs")
                   if path.is_dir())
 MODES = ("fit", "evaluate")
+# ${first:a,b}: a unless it is null or empty, else b (train.yaml: resume=<run> runs in that run's folder)
+OmegaConf.register_new_resolver("first", lambda value, default: value or default, replace=True)
 TRAINER_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")  # Lightning's
 
 
@@ -45,6 +47,8 @@ def check_train_config(cfg: DictConfig) -> None:
     check_choice("trainer.precision", str(cfg.trainer.precision), TRAINER_PRECISIONS)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
+    if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
+        raise DetectError(f"resume={cfg.resume} continues a training run: use it alone (no ckpt_path, mode=fit)")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
         raise DetectError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file (e.g. .../checkpoints/last.ckpt)")
 

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -147,7 +147,8 @@ class CocoDataModule(L.LightningDataModule):
                  batch_size: int = 2,
                  val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
-                 aspect_ratio_group_factor: int = 3, seed: int = 0, on_bad_image: str = "skip") -> None:
+                 aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
+                 on_bad_image: str = "skip") -> None:
         super().__init__()
         self.paths = {key: Path(root or ".") / path for key, path in (
             ("train_json", train_json), ("train_images", train_images), ("val_json", val_json),
@@ -161,7 +162,7 @@ class CocoDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.keep_empty_train, self.flip_prob, self.photometric = keep_empty_train, flip_prob, photometric
-        self.aspect_ratio_group_factor, self.seed = aspect_ratio_group_factor, seed
+        self.aspect_ratio_group_factor, self.shuffle, self.seed = aspect_ratio_group_factor, shuffle, seed
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
         self.train_set: CocoDetection | None = None
@@ -197,16 +198,16 @@ class CocoDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        """This rank's shard in an order set by (seed, epoch), grouped by aspect ratio; a run resumed mid-epoch goes
+        on with the rest of that epoch's order (no image twice, none skipped)."""
         world_size, rank = self._world()
-        if world_size > 1:
-            sampler = DistributedSampler(self.train_set, world_size, rank, shuffle=True, seed=self.seed)
-        else:
-            sampler = RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.seed))
-        if self.aspect_ratio_group_factor >= 0:
-            groups = aspect_ratio_groups(self.train_set.aspect_ratios(), self.aspect_ratio_group_factor)
-            batch_sampler = GroupedBatchSampler(sampler, groups, self.batch_size)
-        else:
-            batch_sampler = BatchSampler(sampler, self.batch_size, drop_last=True)
+        sampler = DistributedSampler(self.train_set, world_size, rank, shuffle=self.shuffle, seed=self.seed)
+        groups = (aspect_ratio_groups(self.train_set.aspect_ratios(), self.aspect_ratio_group_factor)
+                  if self.aspect_ratio_group_factor >= 0 else [0] * len(self.train_set))
+        batch_sampler = GroupedBatchSampler(sampler, groups, self.batch_size)
+        if self.trainer is not None:  # Lightning restores the loop's progress from a checkpoint before this call
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches trained in this epoch
+            batch_sampler.start_batch = done if done < len(batch_sampler) else 0
         return self._loader(self.train_set, batch_sampler)
 
     def val_dataloader(self) -> DataLoader:

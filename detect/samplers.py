@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -19,14 +20,20 @@ def aspect_ratio_groups(aspect_ratios: Sequence[float], group_factor: int) -> li
 class GroupedBatchSampler(BatchSampler):
     """Batches whose images share an aspect-ratio group, so padding to the batch's largest image wastes little.
 
-    Yields `len(sampler) // batch_size` batches; the last few mix groups from what is left over.
+    Yields `len(sampler) // batch_size` batches; the last few mix groups from what is left over. The next epoch
+    starts at batch `start_batch` (then at 0 again): a run resumed mid-epoch sees the rest of that epoch's order.
     """
 
     def __init__(self, sampler: Sampler[int], group_ids: Sequence[int], batch_size: int) -> None:
         super().__init__(sampler, batch_size, drop_last=True)
         self.group_ids = group_ids
+        self.start_batch = 0
 
     def __iter__(self) -> Iterator[list[int]]:
+        start, self.start_batch = self.start_batch, 0
+        yield from itertools.islice(self._batches(), start, None)
+
+    def _batches(self) -> Iterator[list[int]]:
         buffers: dict[int, list[int]] = defaultdict(list)
         for index in self.sampler:
             buffer = buffers[self.group_ids[index]]

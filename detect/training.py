@@ -8,16 +8,17 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detect.analysis.history import plot_history
-from detect.checkpoint import AtomicCheckpointIO
+from detect.checkpoint import AtomicCheckpointIO, read_checkpoint
 from detect.config import check_train_config
 from detect.data import CocoDataModule
 from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
 from detect.model import build_model, read_detector_weights
 from detect.module import DetectionModule, log_images
+from detect.preemption import drop_logged_rows_from, newest_checkpoint
 
 
 def _instantiate(node: DictConfig) -> object:
@@ -61,6 +62,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_train_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
+    if cfg.resume:
+        with open_dict(cfg):
+            cfg.ckpt_path = str(newest_checkpoint(cfg.resume))
+        step = read_checkpoint(cfg.ckpt_path).get("global_step", 0)
+        drop_logged_rows_from(output_dir / "csv" / "metrics.csv", step)
+        rank_zero_only(print)(f"resuming {cfg.resume} from {cfg.ckpt_path} (step {step})")
 
     datamodule: CocoDataModule = _instantiate(cfg.data)
     datamodule.setup("fit" if cfg.mode == "fit" else "validate")

@@ -106,3 +106,13 @@ def test_synthetic_dataset_is_deterministic_and_cached(tmp_path: Path) -> None:
         image = coco["images"][ann["image_id"] - 1]
         x, y, w, h = ann["bbox"]
         assert 8 <= w <= 24 and x + w <= image["width"] and y + h <= image["height"]
+
+
+def test_a_resumed_epoch_continues_its_batch_order(gappy_coco: Path) -> None:
+    sampler = torch.utils.data.DistributedSampler(range(40), num_replicas=1, rank=0, shuffle=True, seed=3)
+    sampler.set_epoch(2)
+    batches = GroupedBatchSampler(sampler, [i % 3 for i in range(40)], batch_size=4)
+    full = list(batches)
+    batches.start_batch = 6  # the checkpoint was taken after 6 batches of this epoch
+    assert list(batches) == full[6:] and list(batches) == full  # the next epoch starts at 0 again
+    assert sorted(i for batch in full for i in batch) == list(range(40))

@@ -1,0 +1,124 @@
+"""Runs that survive crashes and preemption: checkpoints that bound the work lost, the checkpoint to resume from,
+and logs that continue in the run's folder.
+
+`PreemptionCheckpoint` writes last.ckpt every N steps and/or every M minutes of training, independently of
+validation, and at the current step when the run is told to stop: SIGTERM (Lightning turns it into a clean exit
+after the step) or SIGUSR1 (what schedulers send before preemption). Under SLURM with auto-requeue, Lightning's
+own SIGUSR1 handler saves and requeues the job instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers.csv_logs import CSVLogger, ExperimentWriter
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from detect.errors import DetectError
+
+LAST = "last.ckpt"
+
+
+class PreemptionCheckpoint(L.Callback):
+    """last.ckpt in `dirpath` every `every_n_steps` steps and/or `every_minutes` minutes, and on SIGTERM / SIGUSR1."""
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_minutes: float | None = 10.0) -> None:
+        if (every_n_steps is not None and every_n_steps < 1) or (every_minutes is not None and every_minutes <= 0):
+            raise DetectError(f"callbacks.preemption_checkpoint: every_n_steps={every_n_steps} must be null or >= 1 "
+                              f"and every_minutes={every_minutes} null or > 0")
+        self.path = Path(dirpath) / LAST
+        self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
+        self._signalled = False
+        self._saved_step = -1
+        self._saved_at = time.monotonic()
+        self._previous_handler: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
+        requeue = getattr(trainer._accelerator_connector.cluster_environment, "auto_requeue", False)
+        if not requeue and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGUSR1, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signalled = True
+
+    def _save(self, trainer: L.Trainer, why: str) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
+        rank_zero_info(f"saved {self.path} at step {trainer.global_step} ({why})")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        by_steps = bool(self.every_n_steps and trainer.global_step - self._saved_step >= self.every_n_steps)
+        by_time = bool(self.every_minutes and time.monotonic() - self._saved_at >= 60.0 * self.every_minutes)
+        # rank 0's clock and signals decide, so that every rank saves (and stops) at the same step
+        by_steps, by_time, signalled = trainer.strategy.broadcast((by_steps, by_time, self._signalled))
+        if signalled:
+            self._save(trainer, "SIGUSR1: stopping")
+            trainer.should_stop = True
+        elif by_steps or by_time:
+            self._save(trainer, f"every {self.every_n_steps} steps" if by_steps else f"every {self.every_minutes:g} min")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.global_step != self._saved_step:
+            self._save(trainer, "SIGTERM: stopping")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGUSR1, self._previous_handler)
+            self._previous_handler = None
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path:
+    """The newest of a run's last.ckpt and Lightning's SLURM hpc_ckpt_*.ckpt, with one readable error."""
+    run_dir = Path(run_dir)
+    found = [*run_dir.glob(f"checkpoints/{LAST}"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    if not found:
+        raise DetectError(f"resume={run_dir}: no checkpoints/{LAST} (or hpc_ckpt_*.ckpt) there; pass the folder of a "
+                          "train.py run, e.g. outputs/2026-11-22/17-00-00")
+    return max(found, key=os.path.getmtime)
+
+
+def drop_logged_rows_from(metrics_csv: Path, step: int) -> None:
+    """Remove the rows a killed run logged after its last checkpoint, so the resumed run's rows follow on."""
+    if not metrics_csv.is_file():
+        return
+    with open(metrics_csv, newline="") as file:
+        reader = csv.DictReader(file)
+        fieldnames, rows = reader.fieldnames, [row for row in reader if int(float(row["step"] or 0)) < step]
+    with open(metrics_csv, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, but a metrics.csv already in its folder is continued, not deleted (a resumed run)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _ContinuingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        if os.path.isfile(self.metrics_file_path):  # new rows take the existing columns (and add their own)
+            with open(self.metrics_file_path, newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's deletes the existing metrics.csv here
+        pass

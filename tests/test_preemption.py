@@ -1,0 +1,109 @@
+"""Runs that survive: SIGTERM and kill -9 sent to a real train.py process, resume=<run dir>, SIGUSR1, debug configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from detect.errors import DetectError
+from detect.training import run
+from helpers import ROOT, TINY, compose_train, synthetic_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def start_train(args: list[str], run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def saved_step(path: Path) -> int:
+    return torch.load(path, weights_only=True, map_location="cpu")["global_step"] if path.is_file() else -1
+
+
+def wait_for_step(process: subprocess.Popen, last: Path, step: int, timeout: float = 240) -> int:
+    deadline = time.monotonic() + timeout
+    while (saved := saved_step(last)) < step:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.1)
+    return saved
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    with open(run_dir / "csv" / "metrics.csv") as file:
+        return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
+
+
+def test_sigterm_saves_at_the_current_step_and_exits_cleanly(synthetic_cache: Path, tmp_path: Path) -> None:
+    process = start_train([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=500",
+                           "trainer.val_check_interval=1000", "callbacks.preemption_checkpoint.every_n_steps=2"],
+                          tmp_path)
+    wait_for_step(process, tmp_path / "checkpoints" / "last.ckpt", 2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output[-3000:]
+    stopped = re.findall(r"last.ckpt at step (\d+) \(SIGTERM: stopping\)", output)
+    assert len(stopped) == 1 and int(stopped[0]) >= 2, output[-3000:]
+    assert saved_step(tmp_path / "checkpoints" / "last.ckpt") == int(stopped[0]) < 500
+    assert "Traceback" not in output
+
+
+def test_kill_9_loses_at_most_the_interval_and_resume_continues_in_the_run(synthetic_cache: Path,
+                                                                          tmp_path: Path) -> None:
+    base = [*TINY, *synthetic_overrides(synthetic_cache), "trainer.val_check_interval=1000",
+            "callbacks.preemption_checkpoint.every_n_steps=3", "+logger.csv.flush_logs_every_n_steps=1"]
+    process = start_train([*base, "trainer.max_steps=500"], tmp_path)
+    seen = wait_for_step(process, tmp_path / "checkpoints" / "last.ckpt", 6)
+    process.send_signal(signal.SIGKILL)  # no handler, no clean-up: the last periodic checkpoint is what is left
+    process.communicate(timeout=60)
+    saved = saved_step(tmp_path / "checkpoints" / "last.ckpt")
+    assert saved >= seen and saved % 3 == 0
+    before = logged_steps(tmp_path)
+    assert max(before) >= saved - 1  # the killed run logged steps up to (or past) its last checkpoint
+
+    cfg = compose_train([*base, f"trainer.max_steps={saved + 4}", f"resume={tmp_path}"], tmp_path)
+    run(cfg)
+    steps = logged_steps(tmp_path)
+    assert steps == list(range(saved + 4)), steps  # appended in the same file: every step once, none lost twice
+    assert saved_step(tmp_path / "checkpoints" / "last.ckpt") == saved + 4
+    with pytest.raises(DetectError, match="no checkpoints/last.ckpt"):
+        run(compose_train([*base, f"resume={tmp_path / 'elsewhere'}"], tmp_path / "elsewhere"))
+
+
+def test_sigusr1_saves_and_stops_at_the_step(synthetic_cache: Path, tmp_path: Path) -> None:
+    timer = threading.Timer(8.0, os.kill, (os.getpid(), signal.SIGUSR1))  # the signal a scheduler sends first
+    cfg = compose_train([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=2000",
+                         "trainer.val_check_interval=5000"], tmp_path)
+    timer.start()
+    try:
+        run(cfg)
+    finally:
+        timer.cancel()
+    step = saved_step(tmp_path / "checkpoints" / "last.ckpt")
+    assert 0 < step < 2000 and max(logged_steps(tmp_path)) == step - 1
+
+
+def test_debug_overfit_collapses_the_loss_and_profiler_writes_its_report(synthetic_cache: Path,
+                                                                          tmp_path: Path) -> None:
+    run(compose_train([*TINY, *synthetic_overrides(synthetic_cache), "debug=overfit"], tmp_path / "overfit"))
+    with open(tmp_path / "overfit" / "csv" / "metrics.csv") as file:
+        losses = [float(row["train/loss"]) for row in csv.DictReader(file) if row.get("train/loss")]
+    assert len(losses) == 60 and sum(losses[-10:]) < 0.5 * sum(losses[:10]), losses  # the same 2 batches memorized
+    run(compose_train([*TINY, *synthetic_overrides(synthetic_cache), "debug=profiler", "trainer.max_steps=3",
+                       "trainer.val_check_interval=3"], tmp_path / "profiler"))
+    report = (tmp_path / "profiler" / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report and "Total" in report
+    cfg = compose_train(["debug=fdr"], tmp_path)
+    assert cfg.trainer.fast_dev_run is True and cfg.plots is False
