@@ -154,6 +154,11 @@ def test_unreadable_sources_fail_with_one_clear_message(tmp_path: Path) -> None:
     for source, message in cases.items():
         with pytest.raises(DetectError, match=message):
             infer(compose_infer([f"source={source}"], tmp_path / "out"))
+    with pytest.MonkeyPatch.context() as patch:  # OpenCV's GUI build would abort the process without a display
+        patch.delenv("DISPLAY", raising=False)
+        patch.delenv("WAYLAND_DISPLAY", raising=False)
+        with pytest.raises(DetectError, match="show=true needs a display"):
+            infer(compose_infer([f"source={tmp_path}", "show=true"], tmp_path / "out"))
     with pytest.raises(DetectError, match="source must be set"):
         infer(compose_infer([], tmp_path / "out"))
     with pytest.raises(DetectError, match="precision='fp8'"):

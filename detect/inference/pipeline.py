@@ -9,7 +9,9 @@ closed stream) finalizes every output for the frames done; a second Ctrl-C stops
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -97,6 +99,10 @@ def infer(cfg: DictConfig, detector: Detector | None = None, consumer: ResultCon
     """
     check_infer_config(cfg)
     if cfg.show:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # OpenCV's Qt build aborts the whole process when it finds no display: say so before it tries
+            raise DetectError("show=true needs a display (DISPLAY is not set here); use show=false and watch the "
+                              "saved video, or run where a desktop session is")
         try:
             cv2.namedWindow("detect")
         except cv2.error:
