@@ -150,7 +150,7 @@ class Detector:
         reader = source if isinstance(source, FrameReader) else FrameReader(source, queue_size, vid_stride, stop_event)
         try:
             if tracker is not None and not isinstance(tracker, Tracker):
-                tracker = Tracker(tracker, reader.fps / reader.vid_stride if reader.fps else 30.0)
+                tracker = Tracker(tracker, reader.frame_rate)
             for frame in reader:
                 result = self.predict(frame.image, frame.index, frame.name, frame.decode_ms, labels, max_det)
                 yield tracker.update(result) if tracker is not None else result

@@ -128,7 +128,7 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
     media = open_media_writer(reader, output_dir) if cfg.save else None
     source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
     total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
-    tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.fps) if cfg.get("tracker") else None
+    tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.frame_rate) if cfg.get("tracker") else None
     writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", tracker is not None, cfg.show,
                           cfg.verbose, total, consumer)
     worker = BackgroundWorker(writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI wants one thread

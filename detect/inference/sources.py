@@ -189,6 +189,11 @@ class FrameReader:
         if self._error is not None:
             raise self._error
 
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second this reader delivers: the source's over vid_stride; 0 when the source does not say."""
+        return self.fps / self.vid_stride
+
     def _stopping(self) -> bool:
         return self._stop.is_set() or (self._stop_event is not None and self._stop_event.is_set())
 
