@@ -14,31 +14,29 @@ from detect.errors import DetectError
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "DetRe", "DetPr")
 
 
-def _frames_of(path: Path) -> set[int]:
-    return {int(line.split(",", 1)[0]) for line in path.read_text().splitlines() if line.strip()}
+def _frame(line: str) -> int:
+    """The frame number (from 1) of a MOT line."""
+    return int(line.split(",", 1)[0])
 
 
 def evaluate_tracking(gt_path: str | Path, tracks_path: str | Path, output_dir: str | Path | None = None,
-                      frames: set[int] | None = None) -> dict[str, Any]:
-    """The metrics of `tracks_path` against `gt_path` on the gt's frames up to the last one tracked (a run stopped
-    early is scored on the frames it saw), or on `frames` (1-based) when given. With `output_dir`, the gt used is
-    written beside tracking_metrics.json there."""
+                      last_frame: int | None = None) -> dict[str, Any]:
+    """The metrics of `tracks_path` against `gt_path` on the gt's frames up to `last_frame` (from 1: the last frame
+    the run processed, so a run stopped early is scored on the frames it saw; None: every gt frame). The gt used is
+    written as tracking_gt.txt beside the tracks (or in `output_dir`, with tracking_metrics.json)."""
     gt_path, tracks_path = Path(gt_path), Path(tracks_path)
     try:
         gt_lines = [line for line in gt_path.read_text().splitlines() if line.strip()]
-        gt_frames = {int(line.split(",", 1)[0]) for line in gt_lines}
+        frames = {_frame(line) for line in gt_lines if last_frame is None or _frame(line) <= last_frame}
     except (OSError, ValueError) as error:
         raise DetectError(f"track_gt={gt_path} is not a MOTChallenge gt.txt ({error}); lines are "
                           "frame,id,x,y,w,h,consider,class,visibility") from None
-    tracked = _frames_of(tracks_path) if tracks_path.is_file() else set()
-    if frames is None:
-        frames = {frame for frame in gt_frames if frame <= max(tracked, default=0)}
-    if not tracked:
+    if not tracks_path.is_file() or not tracks_path.read_text().strip():
         metrics: dict[str, Any] = {name: 0.0 for name in METRICS} | {"IDSW": 0, "note": "no confirmed track"}
     else:
         folder = Path(output_dir) if output_dir is not None else tracks_path.parent
         used_gt = folder / "tracking_gt.txt"
-        used_gt.write_text("".join(line + "\n" for line in gt_lines if int(line.split(",", 1)[0]) in frames))
+        used_gt.write_text("".join(line + "\n" for line in gt_lines if _frame(line) in frames))
         result = evaluate_mot_sequence(used_gt, tracks_path, metrics=["CLEAR", "HOTA", "Identity"])
         metrics = {"HOTA": result.HOTA.HOTA, "DetA": result.HOTA.DetA, "AssA": result.HOTA.AssA,
                    "MOTA": result.CLEAR.MOTA, "MOTP": result.CLEAR.MOTP, "IDF1": result.Identity.IDF1,

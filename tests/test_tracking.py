@@ -79,6 +79,13 @@ def test_evaluator_on_known_cases(tmp_path: Path) -> None:
     assert metrics["HOTA"] == pytest.approx(1.0) and metrics["MOTA"] == pytest.approx(1.0)
     assert metrics["IDF1"] == pytest.approx(1.0) and metrics["IDSW"] == 0
     assert json.loads((tmp_path / "tracking_metrics.json").read_text())["HOTA"] == pytest.approx(1.0)
+    # a run that processed 10 frames but whose tracks stop after frame 5 is scored on all 10: half the gt missed
+    early = write_mot(tmp_path / "early.txt", [(f, 7, 10 + f, 20, 30, 30, 0.9, -1, -1, -1) for f in range(1, 6)]
+                      + [(f, 3, 100, 60, 20, 20, 0.9, -1, -1, -1) for f in range(1, 6)])
+    metrics = evaluate_tracking(gt, early, last_frame=10)
+    assert metrics["frames_evaluated"] == 10 and metrics["MOTA"] == pytest.approx(0.5)
+    metrics = evaluate_tracking(gt, early, last_frame=5)  # a run stopped after frame 5
+    assert metrics["frames_evaluated"] == 5 and metrics["MOTA"] == pytest.approx(1.0)
 
     # object 1's track changes id after frame 5: one ID switch. IDF1 = 2 IDTP / (2 IDTP + IDFP + IDFN) with the
     # best one-to-one id mapping: object 2 gives 10 IDTP; object 1 maps to one of its two ids for 5 frames, so

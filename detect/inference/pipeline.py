@@ -202,7 +202,8 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
                     "summary": str(output_dir / "summary.json")},
     })
     if cfg.track_gt is not None:
-        summary["tracking_metrics"] = evaluate_tracking(cfg.track_gt, writer.tracks.path, output_dir)
+        summary["tracking_metrics"] = evaluate_tracking(cfg.track_gt, writer.tracks.path, output_dir,
+                                                        last_frame=writer.last_frame + 1)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary), flush=True)
     return summary

@@ -34,6 +34,7 @@ class ResultWriter:
     consumer: ResultConsumer | None = None
     warmup_model_ms: list[float] = field(default_factory=list)
     detections: int = 0
+    last_frame: int = -1  # the source index of the last frame written
     quit_requested: bool = False
 
     def __post_init__(self) -> None:
@@ -70,6 +71,7 @@ class ResultWriter:
         if self.tracks is not None:
             self.tracks.write(result)
         self.detections += len(result)
+        self.last_frame = result.frame
         if warmup:
             self.warmup_model_ms.append(result.ms["model"])
         else:
