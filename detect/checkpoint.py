@@ -27,6 +27,16 @@ def detector_metadata(class_names: Sequence[str], category_ids: Sequence[int],
                            "model": dict(model_config or {})}}
 
 
+def split_detector_checkpoint(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the detector's state_dict, the entries of `detector_metadata` or {}) of a checkpoint of train.py; a plain
+    state_dict comes back as it is, with no metadata."""
+    if "state_dict" not in checkpoint:
+        return checkpoint, {}
+    state_dict = {k.removeprefix(DETECTOR_PREFIX): v for k, v in checkpoint["state_dict"].items()
+                  if k.startswith(DETECTOR_PREFIX)}
+    return state_dict, checkpoint.get(METADATA_KEY, {})
+
+
 def save_atomically(obj: Any, path: str | Path) -> None:
     """`torch.save` to a temporary file beside `path`, then rename: a crash never leaves half a file."""
     path = Path(path)

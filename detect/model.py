@@ -23,7 +23,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detect.checkpoint import DETECTOR_PREFIX, METADATA_KEY, read_checkpoint
+from detect.checkpoint import read_checkpoint, split_detector_checkpoint
 from detect.errors import DetectError
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -92,15 +92,9 @@ def read_detector_weights(spec: str, backbone_name: str) -> DetectorWeights:
                               f"for {backbone_name} pass a local checkpoint file")
         weights = _weight_enum(DETECTOR_WEIGHT_ENUMS[backbone_name], spec, "model.weights")
         return DetectorWeights(_download_state_dict(weights), COCO_CLASSES, str(weights))
-    checkpoint = read_checkpoint(spec)
-    if "state_dict" in checkpoint:  # a Lightning checkpoint of train.py
-        state_dict = {k.removeprefix(DETECTOR_PREFIX): v for k, v in checkpoint["state_dict"].items()
-                      if k.startswith(DETECTOR_PREFIX)}
-        meta = checkpoint.get(METADATA_KEY, {})
-        classes = Classes(list(meta["class_names"]), list(meta["category_ids"])) if "class_names" in meta else None
-        model_config = meta.get("model") or None
-    else:
-        state_dict, classes, model_config = checkpoint, None, None
+    state_dict, meta = split_detector_checkpoint(read_checkpoint(spec))
+    classes = Classes(list(meta["class_names"]), list(meta["category_ids"])) if "class_names" in meta else None
+    model_config = meta.get("model") or None
     if PREDICTOR_PREFIX + "cls_score.weight" not in state_dict:
         raise DetectError(f"model.weights={spec} holds no Faster R-CNN box predictor "
                           f"({PREDICTOR_PREFIX}cls_score.weight); pass a detector checkpoint, not a backbone")
