@@ -58,13 +58,12 @@ class Detector:
 
     def __init__(self, backend: Backend, device: torch.device | str = "cpu", score_threshold: float = 0.5,
                  classes: Sequence[str | int] | None = None, max_det: int | None = None) -> None:
-        if not 0.0 <= score_threshold < 1.0:
-            raise DetectError(f"score_threshold={score_threshold} must be in [0, 1)")
+        check_filters(score_threshold, max_det)
         self.backend = backend
         self.device = torch.device(device)
         self.score_threshold = score_threshold
         self.keep_labels = self._labels_of(classes)
-        self.max_det = _check_max_det(max_det)
+        self.max_det = max_det
         self._timers = {stage: DeviceTimer(self.device) for stage in ("preprocess", "model", "postprocess")}
 
     @classmethod
@@ -146,7 +145,8 @@ class Detector:
         FrameReader already open with its own options), decoded on a background thread. Breaking out of the loop,
         an error or the end of the input closes the source; setting `stop_event` ends it after the current frame.
         With `tracker` (a name of configs/tracker, its settings, or a Tracker) each result has `track_ids`."""
-        labels, max_det = self._labels_of(classes), _check_max_det(max_det)
+        check_filters(max_det=max_det)
+        labels = self._labels_of(classes)
         reader = source if isinstance(source, FrameReader) else FrameReader(source, queue_size, vid_stride, stop_event)
         try:
             if tracker is not None and not isinstance(tracker, Tracker):
@@ -158,10 +158,12 @@ class Detector:
             reader.close()
 
 
-def _check_max_det(max_det: int | None) -> int | None:
+def check_filters(score_threshold: float = 0.0, max_det: int | None = None) -> None:
+    """A score threshold in [0, 1) and max_det null or >= 1, or one line naming the key."""
+    if not 0.0 <= score_threshold < 1.0:
+        raise DetectError(f"score_threshold={score_threshold} must be in [0, 1)")
     if max_det is not None and max_det < 1:
         raise DetectError(f"max_det={max_det} must be >= 1 (or null: every detection above the score threshold)")
-    return max_det
 
 
 def _read_image(image: ImageInput) -> tuple[np.ndarray, str, float]:

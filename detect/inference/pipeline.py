@@ -28,7 +28,7 @@ from detect.config import check_model_config
 from detect.device import PRECISIONS, resolve_device
 from detect.errors import DetectError, check_choice
 from detect.inference.backends import LOADERS, BackendOptions, load_backend
-from detect.inference.detector import Detector
+from detect.inference.detector import Detector, check_filters
 from detect.inference.sinks import open_media_writer
 from detect.inference.sources import FrameReader
 from detect.inference.summary import device_name, finite, format_summary
@@ -51,9 +51,7 @@ def check_infer_config(cfg: DictConfig) -> None:
     check_choice("precision", cfg.precision, PRECISIONS)
     if cfg.backend is not None:
         check_choice("backend", cfg.backend, LOADERS)
-    if not 0.0 <= cfg.score_threshold < 1.0 or cfg.vid_stride < 1 or (cfg.max_det is not None and cfg.max_det < 1):
-        raise DetectError(f"score_threshold={cfg.score_threshold} must be in [0, 1), vid_stride={cfg.vid_stride} "
-                          f">= 1 and max_det={cfg.max_det} null or >= 1")
+    check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
     check_model_config(cfg.model)
     if cfg.track_gt is not None:
         if cfg.get("tracker") is None or cfg.vid_stride != 1:
