@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -215,3 +216,27 @@ def load_detector_weights(model: FasterRCNN, weights: DetectorWeights) -> None:
     if missing or unexpected:
         raise DetectError(f"weights {weights.source} do not fit this model "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {hint}")
+
+
+def build_detector(weights: str | None, model_cfg: Mapping[str, Any], num_classes: int = len(COCO_CLASSES) + 1,
+                   model_from_checkpoint: bool = True) -> tuple[FasterRCNN, Classes, Mapping[str, Any], str]:
+    """The eval-mode detector of `weights` (None: random weights with `num_classes` outputs, background included):
+    (model, classes, the model config it was built from, where its weights came from).
+
+    A checkpoint of train.py brings its own model config (backbone, sizes, head) unless `model_from_checkpoint` is
+    false; only the score threshold of `model_cfg` is kept then.
+    """
+    loaded = read_detector_weights(str(weights), model_cfg["backbone"]["name"]) if weights else None
+    if loaded is not None:
+        num_classes = loaded.num_classes
+    classes = loaded.classes if loaded else None
+    if classes is None:
+        classes = COCO_CLASSES if num_classes == len(COCO_CLASSES) + 1 else Classes(
+            [f"class {i}" for i in range(1, num_classes)], list(range(1, num_classes)))
+    elif len(classes) != num_classes - 1:
+        raise DetectError(f"weights {weights} name {len(classes)} classes but the box predictor has "
+                          f"{num_classes - 1}; the checkpoint is inconsistent")
+    if model_from_checkpoint and loaded is not None and loaded.model_config:
+        model_cfg = OmegaConf.merge(loaded.model_config, {"roi": {"score_thresh": model_cfg["roi"]["score_thresh"]}})
+    model = build_model(model_cfg, num_classes, loaded).eval()
+    return model, classes, model_cfg, loaded.source if loaded else "random weights"

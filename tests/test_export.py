@@ -8,33 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from helpers import ROOT, compose_config, compose_infer, write_checkpoint, write_images
 
 from detect.errors import DetectError
-from detect.export import (
-    OnnxDetector,
-    OnnxModel,
-    build_network,
-    detector_parity,
-    export_and_check,
-    export_onnx,
-    parse_size,
-    tensor_parity,
-)
+from detect.export import build_network, detector_parity, export_onnx, parse_size, tensor_parity
+from detect.export.__main__ import export_model
+from detect.inference.onnx import OnnxDetector, OnnxModel
+from detect.model import Classes
 
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-ROOT = Path(__file__).resolve().parents[1]
 # A detector small enough to export and run in seconds: 160 px, few proposals, 4 classes (random heads then score
 # most proposals above the 0.05 threshold, so the parity check compares real boxes, not two empty lists).
 TINY_DETECTOR = ["model/backbone=resnet18", "model.min_size=160", "model.max_size=224", "model.backbone.fpn_channels=64",
                  "model.roi.representation_size=128", "model.rpn.pre_nms_top_n_test=200",
                  "model.rpn.post_nms_top_n_test=50", "model.roi.detections_per_img=30", "detector_classes=4"]
-
-
-def bench_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose(config_name="bench", overrides=overrides)
 
 
 def detection(boxes: list[list[float]], labels: list[int], scores: list[float]) -> dict[str, torch.Tensor]:
@@ -74,7 +60,7 @@ def test_detector_parity_tolerates_a_detection_at_the_score_cut_only() -> None:
 
 def test_classifier_export_matches_pytorch_at_any_batch_and_size(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    network, _ = build_network("classifier", bench_config(["model/backbone=resnet18"]).model)
+    network, _ = build_network("classifier", compose_config("bench", ["model/backbone=resnet18"], tmp_path).model)
     path = export_onnx(network, "classifier", torch.rand(1, 3, 64, 64), tmp_path / "resnet18.onnx")
     runner = OnnxModel(path)
     for shape in [(1, 3, 64, 64), (3, 3, 96, 80)]:
@@ -91,18 +77,20 @@ def test_classifier_export_matches_pytorch_at_any_batch_and_size(tmp_path: Path)
 
 
 def test_detector_export_matches_pytorch_and_keeps_the_classes(tmp_path: Path) -> None:
-    cfg = bench_config([*TINY_DETECTOR, "export.task=detector", f"export.path={tmp_path / 'det.onnx'}",
-                        "export.size=150x200"])
+    write_images(tmp_path / "parity", ["a.png", "b.png"], size=(150, 200))
+    cfg = compose_config("export", [*TINY_DETECTOR, f"path={tmp_path / 'det.onnx'}", "size=150x200",
+                                    f"parity_images={tmp_path / 'parity'}"], tmp_path)
     torch.manual_seed(0)
     network, _ = build_network("detector", cfg.model, detector_classes=4)
     state = {f"model.{k}": v for k, v in network.state_dict().items()}
     checkpoint = tmp_path / "tiny.ckpt"  # the format train.py writes
     torch.save({"state_dict": state, "detect": {"class_names": ["car", "cat", "dog"], "category_ids": [3, 17, 18],
                                                 "model": {}}}, checkpoint)
-    cfg.model.weights = str(checkpoint)
+    cfg.weights = str(checkpoint)
 
-    path, results = export_and_check(cfg)
-    assert all(parity.ok for parity in results), [parity.summary for parity in results]
+    path, results = export_model(cfg)
+    assert [name for name, _ in results] == ["ONNX Runtime"]
+    assert all(parity.ok for _, parity in results), [parity.summary for _, parity in results]
 
     detector = OnnxDetector(path)
     assert detector.classes.names == ["car", "cat", "dog"] and detector.classes.category_ids == [3, 17, 18]
@@ -125,7 +113,7 @@ def test_detector_export_matches_pytorch_and_keeps_the_classes(tmp_path: Path) -
 def test_onnx_detector_rejects_a_missing_file_and_a_classifier(tmp_path: Path) -> None:
     with pytest.raises(DetectError, match="does not exist"):
         OnnxDetector(tmp_path / "missing.onnx")
-    network, _ = build_network("classifier", bench_config(["model/backbone=resnet18"]).model, classifier_classes=10)
+    network, _ = build_network("classifier", compose_config("bench", ["model/backbone=resnet18"], tmp_path).model, classifier_classes=10)
     path = export_onnx(network, "classifier", torch.rand(1, 3, 32, 32), tmp_path / "cls.onnx", metadata={"task": "classifier"})
     with pytest.raises(DetectError, match="not a detector"):
         OnnxDetector(path)
@@ -134,13 +122,35 @@ def test_onnx_detector_rejects_a_missing_file_and_a_classifier(tmp_path: Path) -
 @pytest.mark.slow  # an interpreter start, an export and two parity checks (~20 s here)
 def test_export_command_writes_a_checked_model(tmp_path: Path) -> None:
     path = tmp_path / "cls.onnx"
-    result = subprocess.run([sys.executable, "-m", "detect.export", "export.task=classifier", "model/backbone=resnet18",
-                             "export.size=64x96", f"export.path={path}", f"hydra.run.dir={tmp_path / 'run'}"],
+    result = subprocess.run([sys.executable, "-m", "detect.export", "task=classifier", "model/backbone=resnet18",
+                             "size=64x96", f"path={path}", f"hydra.run.dir={tmp_path / 'run'}"],
                             check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"wrote {path}" in result.stdout
-    assert result.stdout.count("parity with PyTorch: ok") == 2
+    assert result.stdout.count("parity with PyTorch, ONNX Runtime at") == 2 and "FAILED" not in result.stdout
     assert OnnxModel(path)(images=torch.rand(2, 3, 40, 48))[0].shape == (2, 1000)
 
-    with pytest.raises(DetectError, match="task='segmenter' is not a task"):
-        export_and_check(bench_config(["export.task=segmenter"]))
+    for overrides, message in [(["task=segmenter"], "choose task from"),
+                               (["task=classifier", "format=openvino"], "ONNX in fp32 only"),
+                               (["precision=int8"], "add format=openvino")]:
+        with pytest.raises(DetectError, match=message):
+            export_model(compose_config("export", overrides, tmp_path))
+
+
+def test_export_takes_the_checkpoints_model_config_and_checks_on_its_images(tmp_path: Path) -> None:
+    """A checkpoint trained with a non-default model exports without repeating its overrides; parity that compares
+    nothing (a model that detects nothing on the images) fails instead of passing."""
+    model_cfg = compose_infer(["source=x"], tmp_path).model  # 32 FPN channels, 64-wide box head: not the default
+    checkpoint = tmp_path / "tiny.ckpt"
+    write_checkpoint(checkpoint, model_cfg, Classes(["cat", "dog"], [17, 42]))
+    write_images(tmp_path / "parity", ["a.png", "b.png"], size=(96, 128))
+    overrides = [f"weights={checkpoint}", f"parity_images={tmp_path / 'parity'}", "size=96x128"]
+    path, results = export_model(compose_config("export", overrides, tmp_path))
+    assert path == tmp_path / "tiny.onnx"
+    assert results[0][1].ok, results[0][1].summary
+    assert OnnxDetector(path).classes.names == ["cat", "dog"]
+
+    with pytest.raises(DetectError, match="not inside a train.py run"):  # no images given, no run to take them from
+        export_model(compose_config("export", [f"weights={checkpoint}"], tmp_path))
+    blind = detector_parity([detection([], [], [])], [detection([], [], [])])
+    assert not blind.ok and "nothing was compared" in blind.summary

@@ -1,4 +1,7 @@
-"""`python -m detect.bench [overrides]`: time ResNets over the sweep of configs/bench.yaml."""
+"""`python -m detect.bench [overrides]`: time ResNets over the sweep of configs/bench.yaml.
+`python -m detect.bench formats weights=<checkpoint> [overrides]`: the format table of configs/formats.yaml."""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -9,9 +12,20 @@ from detect.errors import exit_on_error
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
-def main(cfg: DictConfig) -> None:
+def sweep(cfg: DictConfig) -> None:
     exit_on_error(run_sweep, cfg)
 
 
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="formats")
+def formats(cfg: DictConfig) -> None:
+    from detect.bench.formats import run_formats  # openvino and onnxruntime load only for this command
+
+    exit_on_error(run_formats, cfg)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["formats"]:
+        del sys.argv[1]
+        formats()
+    else:
+        sweep()

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from detect.cpu import cpu_description, max_clock_ghz, peak_gflops
+from detect.device import PRECISIONS
 from detect.timing import DeviceTimer, peak_rss_mb, summarize
 
 
@@ -113,6 +115,23 @@ def matmul_tflops(device: torch.device | str, dtype: torch.dtype, side: int, bud
     timing = time_calls(lambda: torch.matmul(a, b, out=product), device, warmup_runs=2, warmup_s=0.2, budget_s=budget_s, min_runs=3)
     median_ms = summarize(timing.event_ms or timing.wall_ms)["p50"]
     return 2 * side**3 / (median_ms / 1000.0) / 1e12
+
+
+def peak_tflops(device: torch.device, precision: str, side: int) -> tuple[float, str]:
+    """An upper bound on the TFLOP/s of `device` in `precision`, and how it was found.
+
+    CPU: the larger of cores x clock x operations per cycle of its flags (`detect.cpu.peak_gflops`, for the threads
+    torch uses) and a `side`-square matmul measured now (which only wins where the stated clock is below the real
+    one). GPU: the measured matmul (a GPU's datasheet peak is not read here)."""
+    measured = matmul_tflops(device, PRECISIONS[precision], side) if precision in PRECISIONS else 0.0  # not int8
+    if device.type != "cpu":
+        return measured, f"{side}-square {precision} matmul measured now"
+    threads = torch.get_num_threads()
+    bound = peak_gflops(precision, threads) / 1000.0
+    if measured > bound:
+        return measured, f"{side}-square {precision} matmul measured now (above {bound:.3g} from the CPU's flags)"
+    return bound, (f"{threads} cores x {max_clock_ghz():.2f} GHz x {precision} operations per cycle of "
+                   f"{cpu_description()}")
 
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -1,15 +1,18 @@
 """infer.py's pipeline against the naive loop a tutorial writes: same video frames, same weights, FPS and detections.
 
     uv run python -m detect.bench.video                                  # vtest.avi, R50-FPN at 800x1333, CPU
-    uv run python -m detect.bench.video --frames 20 --no-compile
-    uv run python -m detect.bench.video --device cuda:0 --precision fp16 --backbone resnet101
+    uv run python -m detect.bench.video --runs torch/fp32 openvino/bf16 openvino/int8   # each against one naive loop
+    uv run python -m detect.bench.video --device cuda:0 --runs torch/fp16 --backbone resnet101
 
 The naive loop reads a frame with cv2, makes a float tensor, calls torchvision's Faster R-CNN (fp32, eager, under
 torch.no_grad, as built for its COCO weights: FrozenBatchNorm2d), draws and writes the frame, all in sequence.
-Both get the same random weights (torch.manual_seed) through a state_dict file (infer.py reads it as a user's).
-Both run the first `--warmup` frames untimed and are timed on the next `--frames`; the pipeline's compile happens
-in its warm-up and its time is printed. Detections are compared with `detect.export.detector_parity`: every box
-of one output has one of the same label within 1 px (each coordinate) in the other, with a score within 1e-3.
+Each pipeline run (`--runs backend/precision ...`, all in this one command against the same naive loop) gets the same
+random weights (torch.manual_seed) through a state_dict file (infer.py reads it as a user's; openvino converts it,
+and calibrates int8 on frames of the video). All run the first `--warmup` frames untimed and are timed on the next
+`--frames`; a compile happens in the warm-up and its time is printed. fp32 detections are compared with
+`detect.export.detector_parity`: every box of one output has one of the same label within 1 px (each coordinate)
+in the other, with a score within 1e-3. Each run's model time is set against the honest peak of its precision
+(`detect.bench.measure.peak_tflops`).
 """
 
 from __future__ import annotations
@@ -20,21 +23,24 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
-import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from detect.bench.measure import count_flops, matmul_tflops
+from detect.bench.measure import count_flops, peak_tflops
 from detect.config import CONFIG_DIR
 from detect.device import resolve_device
 from detect.errors import DetectError
-from detect.export import detector_parity
+from detect.export import detector_parity, export_detector
+from detect.export.images import source_images
+from detect.inference.backends import check_backend
 from detect.inference.pipeline import infer
 from detect.inference.result import Result
+from detect.inference.summary import device_name
 from detect.model import BACKBONES, COCO_CLASSES
 from detect.visualize import draw_detections
 
@@ -81,10 +87,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed frames first, for both (default: 2)")
     parser.add_argument("--backbone", default="resnet50", choices=BACKBONES)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                        help="the pipeline's (the naive loop is fp32); not fp32: detections are not expected to match")
+    parser.add_argument("--runs", nargs="+", default=["torch/fp32"], metavar="BACKEND/PRECISION",
+                        help="pipelines to time against the naive loop, e.g. torch/fp32 onnxruntime/fp32 openvino/bf16 "
+                             "openvino/int8 (default: torch/fp32); not fp32: detections are not expected to match")
+    parser.add_argument("--calibration-frames", type=int, default=32,
+                        help="openvino int8: frames of the source to calibrate on (default: 32)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="torch.compile the pipeline's backbone and RPN head (default: on)")
+                        help="torch runs: torch.compile the backbone and RPN head (default: on)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--score-threshold", type=float, default=0.05,
                         help="both models' box score threshold; random weights score well above 0.05")
@@ -118,68 +127,77 @@ def run(args: argparse.Namespace) -> None:
     first_image = torch.rand(3, 720, 1280, device=device)
     with torch.no_grad():
         gflop = count_flops(partial(naive, [first_image])) / 1e9
-    peak = max(matmul_tflops(device, torch.float32, 2048) for _ in range(3)) * 1000.0  # best of 3: a shared CPU
     del naive, first_image  # out of the pipeline's VRAM peak
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    print(f"infer.py pipeline: {total} frames ...", flush=True)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="infer", overrides=[
-            f"source={args.source}", f"weights={weights}", f"model/backbone={args.backbone}",
-            f"score_threshold={args.score_threshold}", f"device={args.device}", f"precision={args.precision}",
-            f"channels_last={args.channels_last}", f"compile={args.compile}", f"warmup_frames={args.warmup}",
-            f"max_frames={total}", "progress=false", f"output_dir={args.output_dir / 'pipeline'}"])
-    pipeline_results: list[Result] = []  # the stream's results, kept in memory as the writer thread hands them on
-    summary = infer(cfg, consumer=lambda result, warmup: pipeline_results.append(result))
-    pipeline_detections = [{"boxes": torch.from_numpy(r.boxes), "labels": torch.from_numpy(r.labels),
-                            "scores": torch.from_numpy(r.scores)} for r in pipeline_results]
-
     timed = naive_seconds[args.warmup:]
     naive_fps = len(timed) / sum(timed)
-    pipeline_fps = summary["throughput_fps"]
     naive_all_fps = len(naive_seconds) / sum(naive_seconds)
-    pipeline_all_fps = summary["frames"] / summary["total_wall_s"]
-    parity = detector_parity(naive_detections, pipeline_detections, box_px=1.0, score_tol=1e-3,
-                             score_thresh=args.score_threshold)
-    detect_ms = [r.ms["preprocess"] + r.ms["model"] + r.ms["postprocess"] for r in pipeline_results[args.warmup:]]
-    steady_model_ms = summary["stages_ms"]["model"]["p50"]
-    first_model_ms = summary["warmup_model_ms"][0] if summary["warmup_model_ms"] else float("nan")
-    floor_ms = gflop / peak * 1000.0
-
-    options = ", ".join(["threaded decode and write", "batch norms folded"]
-                        + ["channels_last"] * args.channels_last + ["torch.compile"] * args.compile)
-    lines = [
-        f"{args.source.name}: frames {args.warmup}..{total - 1} timed ({args.frames} after {args.warmup} untimed "
-        f"warm-up), {summary['device']}",
-        f"model {args.backbone}-FPN, random weights (seed {args.seed}), network input "
-        f"{'x'.join(map(str, summary['network_input_size']))}, box score >= {args.score_threshold}",
-        f"naive loop   {naive_fps:7.3f} FPS {1000 / naive_fps:9.1f} ms/frame  (cv2 -> tensor -> fp32 eager -> draw -> "
-        f"write, sequential)",
-        f"infer.py     {pipeline_fps:7.3f} FPS {1000 / pipeline_fps:9.1f} ms/frame  ({args.precision}, {options})",
-        f"ratio        {pipeline_fps / naive_fps:.2f}x end to end (warm-up and compile counted too: "
-        f"{pipeline_all_fps / naive_all_fps:.2f}x)",
-        f"detect       p50 {np.median(detect_ms):.1f} ms preprocess+model+postprocess; model first frame "
-        f"{first_model_ms / 1000:.1f} s, then p50 {steady_model_ms / 1000:.2f} s"
-        + (f" (compile ~{(first_model_ms - steady_model_ms) / 1000:.0f} s, in the warm-up)" if args.compile else ""),
-        f"parity       {'ok' if parity.ok else 'FAILED'}: {parity.summary}"
-        + ("" if args.precision == "fp32" else f" ({args.precision}: not expected to match fp32)")
-        + ("" if any(len(d["scores"]) for d in naive_detections) else "; no detections: lower --score-threshold"),
-        f"compute      {gflop:.0f} GFLOP a frame (convolutions and matmuls); fp32 matmul peak here now "
-        f"{peak:.0f} GFLOP/s: a model call at that speed takes {floor_ms:.0f} ms, "
-        f"{1000 / naive_fps / floor_ms:.2f}x the naive loop's frame time",
-    ]
-    if device.type == "cuda":
-        lines.append(f"GPU          peak VRAM {summary['peak_vram_allocated_mb']:.0f} MiB allocated, "
-                     f"{summary['peak_vram_reserved_mb']:.0f} MiB reserved (after warm-up)")
+    lines = [f"{args.source.name}: frames {args.warmup}..{total - 1} timed ({args.frames} after {args.warmup} untimed "
+             f"warm-up), {device_name(device)}",
+             f"model {args.backbone}-FPN, random weights (seed {args.seed}), box score >= {args.score_threshold}; "
+             f"{gflop:.0f} GFLOP a frame (convolutions and matmuls, counted as direct)",
+             f"naive loop            {naive_fps:7.3f} FPS {1000 / naive_fps:8.1f} ms/frame  (cv2 -> tensor -> fp32 "
+             "eager -> draw -> write, sequential)"]
+    runs = []
+    for spec in args.runs:
+        print(f"infer.py pipeline {spec}: {total} frames ...", flush=True)
+        run_report = pipeline_run(args, spec, weights, naive_detections, gflop)
+        run_report |= {"ratio": run_report["fps"] / naive_fps,
+                       "ratio_with_warmup": run_report["all_fps"] / naive_all_fps}
+        runs.append(run_report)
+        lines += [f"{spec:<21} {run_report['fps']:7.3f} FPS {1000 / run_report['fps']:8.1f} ms/frame  "
+                  f"{run_report['ratio']:.2f}x the naive loop ({run_report['ratio_with_warmup']:.2f}x with warm-up "
+                  f"and compile counted)",
+                  f"{'':<21} model p50 {run_report['model_p50_ms']:.0f} ms (first frame {run_report['first_model_ms']:.0f} "
+                  f"ms) = {run_report['gflops']:.0f} GFLOP/s, {run_report['peak_share']:.1%} of {run_report['peak']}",
+                  f"{'':<21} parity {run_report['parity']}"]
     report = "\n".join(lines)
     print(report)
     (args.output_dir / "bench.json").write_text(json.dumps({
-        "naive_fps": naive_fps, "pipeline_fps": pipeline_fps, "ratio": pipeline_fps / naive_fps,
-        "ratio_with_warmup": pipeline_all_fps / naive_all_fps, "parity_ok": parity.ok, "parity": parity.summary,
-        "detect_p50_ms": float(np.median(detect_ms)), "first_model_ms": first_model_ms,
-        "steady_model_p50_ms": steady_model_ms, "gflop_per_frame": gflop, "matmul_peak_gflops": peak,
+        "naive_fps": naive_fps, "naive_fps_with_warmup": naive_all_fps, "runs": runs, "gflop_per_frame": gflop,
         "args": {k: str(v) for k, v in vars(args).items()}, "report": report}, indent=2) + "\n")
+
+
+def pipeline_run(args: argparse.Namespace, spec: str, weights: Path, naive_detections: list[dict[str, torch.Tensor]],
+                 gflop: float) -> dict[str, Any]:
+    """infer.py's pipeline as `spec` (backend/precision) over the same frames: FPS, model time against the peak of
+    its precision, and (fp32) parity with the naive loop's detections."""
+    backend, _, precision = spec.partition("/")
+    total = args.warmup + args.frames
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="infer", overrides=[
+            f"source={args.source}", f"weights={weights}", f"model/backbone={args.backbone}", f"backend={backend}",
+            f"score_threshold={args.score_threshold}", f"device={args.device}", f"precision={precision}",
+            f"channels_last={args.channels_last}", f"compile={args.compile and backend == 'torch'}",
+            f"warmup_frames={args.warmup}", f"max_frames={total}", "progress=false",
+            f"output_dir={args.output_dir / spec.replace('/', '_')}"])
+    check_backend(backend, str(weights), precision)
+    if backend == "onnxruntime":
+        cfg.weights = str(export_detector(str(weights), cfg.model, args.output_dir / "model.onnx")[0])
+    if backend == "openvino" and precision == "int8":
+        calibration = args.output_dir / "calibration"  # frames of the source: the model sees this kind of image
+        for index, image in enumerate(source_images(args.source, args.calibration_frames)):
+            calibration.mkdir(exist_ok=True)
+            cv2.imwrite(str(calibration / f"{index:04d}.png"), image)
+        cfg.calibration = str(calibration)
+    results: list[Result] = []  # the stream's results, kept in memory as the writer thread hands them on
+    summary = infer(cfg, consumer=lambda result, warmup: results.append(result))
+    detections = [{"boxes": torch.from_numpy(r.boxes), "labels": torch.from_numpy(r.labels),
+                   "scores": torch.from_numpy(r.scores)} for r in results]
+    parity = detector_parity(naive_detections, detections, box_px=1.0, score_tol=1e-3,
+                             score_thresh=args.score_threshold)
+    model_p50_ms = summary["stages_ms"]["model"]["p50"]
+    peak, peak_source = peak_tflops(resolve_device(args.device), precision, 2048)
+    gflops = gflop / model_p50_ms * 1000.0
+    return {"spec": spec, "fps": summary["throughput_fps"], "all_fps": summary["frames"] / summary["total_wall_s"],
+            "model_p50_ms": model_p50_ms, "first_model_ms": (summary["warmup_model_ms"] or [float("nan")])[0],
+            "gflops": gflops, "peak_gflops": peak * 1000.0, "peak_share": gflops / (peak * 1000.0),
+            "peak": f"the {precision} peak {peak * 1000:.0f} GFLOP/s ({peak_source})",
+            "parity_ok": parity.ok, "model": summary["model"],
+            "parity": ("ok: " if parity.ok else "FAILED: ") + parity.summary if precision == "fp32"
+            else f"not compared ({precision} is not expected to match fp32 box for box)"}
 
 
 if __name__ == "__main__":

@@ -5,24 +5,25 @@ in eval mode: a list of float32 RGB 3xHxW tensors in 0..1 on the device -> per i
 - `torch`: torchvision's Faster R-CNN from the `model` config and weights, batch norms folded into the
   convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), autocast to fp16/bf16.
 - `onnxruntime`: a model written by `python -m detect.export` (chosen for `.onnx` weights).
-A new backend is one loader with `load_torch`'s signature, added to `LOADERS`.
+- `openvino`: an IR written by `python -m detect.export format=openvino` (chosen for `.xml` weights), or one converted
+  from a checkpoint or a .onnx on first use and cached beside it; fp32, bf16 (a run-time hint) or int8 (NNCF).
+A new backend is one loader with `load_torch`'s signature, added to `LOADERS` with its precisions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.detection import FasterRCNN
 
 from detect.device import PRECISIONS
 from detect.errors import DetectError, check_choice
-from detect.model import COCO_CLASSES, Classes, build_model, read_detector_weights
+from detect.model import COCO_CLASSES, Classes, build_detector
 
 DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
@@ -37,6 +38,7 @@ class Backend:
     # (resized, padded) HxW the network sees for an HxW frame; None where the backend cannot tell.
     input_size: Callable[[int, int], tuple[tuple[int, int], tuple[int, int]]] | None = None
     name: str = "custom"  # the LOADERS key it came from
+    files: list[Path] = field(default_factory=list)  # the model's files on disk (none: random weights)
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -51,6 +53,7 @@ class BackendOptions:
     channels_last: bool = True
     compile: bool = False
     threads: int | None = None
+    calibration: str | None = None  # openvino int8: images to calibrate on; None: the checkpoint's training images
 
 
 def fold_batchnorm(resnet: nn.Module) -> None:
@@ -69,30 +72,11 @@ def fold_batchnorm(resnet: nn.Module) -> None:
             block.downsample = nn.Sequential(fuse_conv_bn_eval(downsample[0], downsample[1]))
 
 
-def _classes_for(weights_classes: Classes | None, num_classes: int, source: str) -> Classes:
-    if weights_classes is None:
-        if num_classes == len(COCO_CLASSES) + 1:
-            return COCO_CLASSES
-        return Classes([f"class {i}" for i in range(1, num_classes)], list(range(1, num_classes)))
-    if len(weights_classes) != num_classes - 1:
-        raise DetectError(f"weights {source} name {len(weights_classes)} classes but the box predictor has "
-                          f"{num_classes - 1}; the checkpoint is inconsistent")
-    return weights_classes
-
-
 def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                model_from_checkpoint: bool = True) -> Backend:
-    """torchvision's Faster R-CNN from `model_cfg` and `weights` (None: random weights, COCO's 91 outputs).
-
-    A checkpoint of train.py brings its own model config (backbone, sizes, head) unless `model_from_checkpoint`
-    is false; only the score threshold of `model_cfg` is kept then.
-    """
-    loaded = read_detector_weights(str(weights), model_cfg.backbone.name) if weights else None
-    num_classes = loaded.num_classes if loaded else len(COCO_CLASSES) + 1
-    classes = _classes_for(loaded.classes if loaded else None, num_classes, str(weights))
-    if model_from_checkpoint and loaded is not None and loaded.model_config:
-        model_cfg = OmegaConf.merge(loaded.model_config, {"roi": {"score_thresh": model_cfg.roi.score_thresh}})
-    model: FasterRCNN = build_model(model_cfg, num_classes, loaded).eval()
+    """torchvision's Faster R-CNN from `model_cfg` and `weights` (`detect.model.build_detector`)."""
+    model, classes, model_cfg, weights_text = build_detector(weights, model_cfg,
+                                                             model_from_checkpoint=model_from_checkpoint)
     fold_batchnorm(model.backbone.body)
     device = options.device
     model.to(device)
@@ -113,9 +97,8 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
         images, _ = model.transform([torch.zeros(3, height, width, device=device)])
         return tuple(images.image_sizes[0]), tuple(images.tensors.shape[-2:])
 
-    weights_text = loaded.source if loaded else "random weights"
     return Backend(detect, classes, f"Faster R-CNN {model_cfg.backbone.name}-FPN ({weights_text})", input_size,
-                   "torch")
+                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [])
 
 
 def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
@@ -124,26 +107,51 @@ def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: Backen
     if not weights or Path(weights).suffix != ".onnx":
         raise DetectError(f"backend=onnxruntime needs weights=<model.onnx> (from `python -m detect.export`), "
                           f"got {weights}")
-    if options.precision != "fp32":
-        raise DetectError(f"backend=onnxruntime runs the exported fp32 graph; precision={options.precision} is not "
-                          "supported there: use precision=fp32")
     # onnxruntime is imported only when an ONNX model is asked for
     from detect.inference.onnx import OnnxDetector
 
     detector = OnnxDetector(weights, options.device, options.threads)
     return Backend(detector, detector.classes or COCO_CLASSES, f"Faster R-CNN, ONNX Runtime ({weights})",
-                   name="onnxruntime")
+                   name="onnxruntime", files=[Path(weights)])
 
 
-LOADERS: dict[str, Callable[..., Backend]] = {"torch": load_torch, "onnxruntime": load_onnxruntime}
-SUFFIX_BACKENDS = {".onnx": "onnxruntime"}  # the backend a weights file implies when `backend` is not given
+def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
+                  model_from_checkpoint: bool = True) -> Backend:
+    """An OpenVINO IR (`detect.export.to_openvino.openvino_model`) on the CPU; its classes come from the file."""
+    if options.device.type != "cpu":
+        raise DetectError(f"backend=openvino runs on the CPU here, not device={options.device}; use device=cpu")
+    # openvino (and nncf, for int8) are imported only when asked for
+    from detect.export.to_openvino import openvino_model
+    from detect.inference.openvino import OpenVinoDetector
+
+    path = openvino_model(weights, model_cfg, options.precision, options.calibration, model_from_checkpoint)
+    detector = OpenVinoDetector(path, options.precision, options.threads)
+    return Backend(detector, detector.classes or COCO_CLASSES,
+                   f"Faster R-CNN, OpenVINO {detector.precision} ({path})", name="openvino",
+                   files=[path, path.with_suffix(".bin")])
+
+
+LOADERS: dict[str, Callable[..., Backend]] = {"torch": load_torch, "onnxruntime": load_onnxruntime,
+                                              "openvino": load_openvino}
+BACKEND_PRECISIONS = {"torch": tuple(PRECISIONS), "onnxruntime": ("fp32",), "openvino": ("fp32", "bf16", "int8")}
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".xml": "openvino"}  # the backend a weights file implies when `backend` is not given
 
 
 def load_backend(backend: str | None, weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                  model_from_checkpoint: bool = True) -> Backend:
     """The backend named by `backend`, or implied by the weights' suffix (torch otherwise)."""
-    check_choice("precision", options.precision, PRECISIONS)
+    backend = check_backend(backend, weights, options.precision)
+    return LOADERS[backend](weights, model_cfg, options, model_from_checkpoint)
+
+
+def check_backend(backend: str | None, weights: str | None, precision: str) -> str:
+    """The backend named, or implied by the weights' suffix (torch otherwise), if it runs `precision`; else one line."""
     if backend is None:
         backend = SUFFIX_BACKENDS.get(Path(str(weights)).suffix, "torch") if weights else "torch"
     check_choice("backend", backend, LOADERS)
-    return LOADERS[backend](weights, model_cfg, options, model_from_checkpoint)
+    if precision not in BACKEND_PRECISIONS[backend]:
+        supported = {name for name, kept in BACKEND_PRECISIONS.items() if precision in kept}
+        raise DetectError(f"backend={backend} runs precision {' | '.join(BACKEND_PRECISIONS[backend])}, not "
+                          f"precision={precision}" + (f"; {' or '.join(sorted(supported))} runs it" if supported
+                                                      else ""))
+    return backend

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from detect.config import CONFIG_DIR, check_model_config
@@ -40,8 +41,12 @@ def to_model_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def model_config(backbone: str | None = None, **overrides: Any) -> DictConfig:
     """The `model` config group as infer.py composes it (configs/model), with `model/backbone` and key overrides."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="infer", overrides=[f"model/backbone={backbone}"] if backbone else [])
+    group = [f"model/backbone={backbone}"] if backbone else []
+    if GlobalHydra.instance().is_initialized():  # inside an entry point of this package (its config folder)
+        cfg = compose(config_name="infer", overrides=group)
+    else:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="infer", overrides=group)
     model = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
     OmegaConf.set_struct(model, True)
     try:
@@ -71,14 +76,15 @@ class Detector:
              precision: str = "fp32", score_threshold: float = 0.5, backend: str | None = None,
              classes: Sequence[str | int] | None = None, max_det: int | None = None, channels_last: bool = True,
              compile: bool = False, threads: int | None = None, model_from_checkpoint: bool = True,
-             **model: Any) -> Detector:
+             calibration: str | None = None, **model: Any) -> Detector:
         """A Detector for `weights`: a checkpoint of train.py (its classes and model config come with it), a plain
-        detector state_dict, a torchvision enum name (COCO_V1), a model.onnx, or None (random weights, COCO's 91
-        outputs). `backbone` and `**model` (e.g. min_size=512, rpn={"post_nms_top_n_test": 300}) set the model
+        detector state_dict, a torchvision enum name (COCO_V1), a model.onnx or model.xml, or None (random weights,
+        COCO's 91 outputs). backend="openvino" with precision="int8" calibrates on `calibration` images (default: the
+        checkpoint's training images) once. `backbone` and `**model` (e.g. min_size=512, rpn={"post_nms_top_n_test": 300}) set the model
         config where the weights do not bring one."""
         model_cfg = model_config(backbone, **model)
         model_cfg.roi.score_thresh = score_threshold
-        options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads)
+        options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration)
         loaded = load_backend(backend, str(weights) if weights else None, model_cfg, options, model_from_checkpoint)
         return cls(loaded, options.device, score_threshold, classes, max_det)
 

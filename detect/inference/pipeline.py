@@ -25,9 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from detect.config import check_model_config
-from detect.device import PRECISIONS, resolve_device
-from detect.errors import DetectError, check_choice
-from detect.inference.backends import LOADERS, BackendOptions, load_backend
+from detect.device import resolve_device
+from detect.errors import DetectError
+from detect.inference.backends import BackendOptions, check_backend, load_backend
 from detect.inference.detector import Detector, check_filters
 from detect.inference.sinks import open_media_writer
 from detect.inference.sources import FrameReader
@@ -48,9 +48,7 @@ def check_infer_config(cfg: DictConfig) -> None:
             or (cfg.threads is not None and cfg.threads < 1)):
         raise DetectError(f"warmup_frames={cfg.warmup_frames} must be >= 0, queue_size={cfg.queue_size} >= 1, "
                           f"max_frames={cfg.max_frames} and threads={cfg.threads} null or >= 1")
-    check_choice("precision", cfg.precision, PRECISIONS)
-    if cfg.backend is not None:
-        check_choice("backend", cfg.backend, LOADERS)
+    check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
     check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
     check_model_config(cfg.model)
     if cfg.track_gt is not None:
@@ -63,7 +61,8 @@ def check_infer_config(cfg: DictConfig) -> None:
 
 def load_detector(cfg: DictConfig) -> Detector:
     """The Detector of an infer config (weights, backend, model group, precision and filters)."""
-    options = BackendOptions(resolve_device(cfg.device), cfg.precision, cfg.channels_last, cfg.compile, cfg.threads)
+    options = BackendOptions(resolve_device(cfg.device), cfg.precision, cfg.channels_last, cfg.compile, cfg.threads,
+                             cfg.calibration)
     backend = load_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.model, options,
                            cfg.model_from_checkpoint)
     classes = list(cfg.classes) if cfg.classes is not None else None

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import math
-import platform
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from detect.cpu import cpu_description
 from detect.mot import format_tracking_metrics
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    cpu = platform.processor() or "cpu"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_description()}, {torch.get_num_threads()} threads)"
 
 
 def finite(value: Any) -> Any:

@@ -1,0 +1,173 @@
+"""`python -m detect.bench formats weights=<checkpoint>`: every backend x precision of a trained checkpoint on its val
+split (configs/formats.yaml) - AP and AP50 by pycocotools, the AP lost against torch fp32 (the accuracy gate), model
+latency per image, FPS, speed-up and file size. Writes formats.csv, formats.md and formats.png (AP vs ms, the
+Pareto front marked) to the run folder.
+
+Each format runs the same images one at a time through `Detector` (the path infer.py takes), warmed up first on
+the first val image; latency is the backend call (`Result.ms["model"]`), FPS counts preprocess, model and
+postprocess of every image.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+from omegaconf import DictConfig
+
+from detect.cpu import cpu_description
+from detect.data import load_coco
+from detect.errors import DetectError
+from detect.evaluation import evaluate_coco, to_coco_results
+from detect.export.images import run_split
+from detect.export.to_onnx import export_detector
+from detect.inference.backends import BACKEND_PRECISIONS
+from detect.inference.detector import Detector, model_config
+from detect.plotting import plt, save_figure
+from detect.timing import summarize
+
+COLUMNS = ["format", "precision", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms", "p90_ms", "fps",
+           "speedup", "reason"]
+BASELINE = ("torch", "fp32")
+
+
+def weights_for(backend: str, cfg: DictConfig, output_dir: Path) -> str:
+    """The weights to load for `backend`: the checkpoint, or its ONNX export for onnxruntime (written once)."""
+    if backend != "onnxruntime":
+        return cfg.weights
+    path = output_dir / "model.onnx"
+    if not path.is_file():
+        export_detector(cfg.weights, model_config(roi={"score_thresh": cfg.score_threshold}), path)
+    return str(path)
+
+
+def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir: Path,
+                    warmup: int) -> tuple[list[dict], list[float], float]:
+    """(COCO results, model ms per image, images per second end to end) over the val images."""
+    first = cv2.imread(str(image_dir / images[0]["file_name"]), cv2.IMREAD_COLOR)
+    for _ in range(warmup):
+        detector(first)
+    outputs, model_ms, busy_s = [], [], 0.0
+    for entry in images:
+        pixels = cv2.imread(str(image_dir / entry["file_name"]), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise DetectError(f"val image {image_dir / entry['file_name']} could not be read")
+        result = detector(pixels)
+        outputs.append({"boxes": result.boxes, "labels": result.labels, "scores": result.scores})
+        model_ms.append(result.ms["model"])
+        busy_s += (result.ms["preprocess"] + result.ms["model"] + result.ms["postprocess"]) / 1000.0
+    category_ids = detector.backend.classes.category_ids
+    return to_coco_results(outputs, [entry["id"] for entry in images], category_ids), model_ms, len(images) / busy_s
+
+
+def run_format(backend: str, precision: str, cfg: DictConfig, coco: Any, image_dir: Path,
+               images: list[dict[str, Any]], output_dir: Path) -> dict[str, Any]:
+    """One row of the table: measured, or failed with the reason."""
+    row: dict[str, Any] = {"format": backend, "precision": precision}
+    try:
+        if precision not in BACKEND_PRECISIONS[backend]:
+            raise DetectError(f"{backend} does not run {precision}")
+        detector = Detector.load(weights_for(backend, cfg, output_dir), backend=backend, precision=precision,
+                                 score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=cfg.calibration)
+        results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)
+    except Exception as error:  # a format that cannot load or run is a row of the table, not the end of it
+        return row | {"status": "failed", "reason": f"{type(error).__name__}: {str(error)[:300]}"}
+    evaluation = evaluate_coco(coco, results, detector.backend.classes, [entry["id"] for entry in images])
+    timing = summarize(model_ms)
+    return row | {"status": "measured", "size_mib": sum(f.stat().st_size for f in detector.backend.files) / 2**20,
+                  "AP": evaluation.stats["AP"], "AP50": evaluation.stats["AP50"], "p50_ms": timing["p50"],
+                  "p90_ms": timing["p90"], "fps": fps, "reason": ""}
+
+
+def judge(rows: list[dict[str, Any]], gate_points: float) -> None:
+    """ΔAP and speed-up against torch fp32, and the gate: passed, or exported but the accuracy gate failed."""
+    base = next((r for r in rows if (r["format"], r["precision"]) == BASELINE and r["status"] == "measured"), None)
+    if base is None:
+        raise DetectError("torch fp32 failed, so nothing can be compared: " + rows[0].get("reason", ""))
+    for row in rows:
+        if row["status"] != "measured":
+            continue
+        row["delta_AP_points"] = (row["AP"] - base["AP"]) * 100.0
+        row["speedup"] = base["p50_ms"] / row["p50_ms"]
+        passed = row["delta_AP_points"] >= -gate_points
+        row["status"] = "passed" if passed else "exported, accuracy gate failed"
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both latency and AP, fastest first."""
+    measured = sorted((r for r in rows if "AP" in r), key=lambda r: (r["p50_ms"], -r["AP"]))
+    front, best_ap = [], -1.0
+    for row in measured:
+        if row["AP"] > best_ap:
+            front.append(row)
+            best_ap = row["AP"]
+    return front
+
+
+def write_table(rows: list[dict[str, Any]], header: str, output_dir: Path) -> str:
+    """formats.csv and formats.md; returns the markdown."""
+    with (output_dir / "formats.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: row.get(key, "") for key in COLUMNS} for row in rows)
+
+    def cell(row: dict[str, Any], key: str, digits: int) -> str:
+        value = row.get(key)
+        return "" if value is None else f"{value:.{digits}f}"
+
+    lines = [header, "", "| format | precision | status | size MiB | AP | AP50 | ΔAP (points) | p50 ms | p90 ms | FPS "
+             "| speed-up |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        status = row["status"] + (f": {row['reason']}" if row.get("reason") else "")
+        lines.append(f"| {row['format']} | {row['precision']} | {status} | {cell(row, 'size_mib', 1)} | "
+                     f"{cell(row, 'AP', 3)} | {cell(row, 'AP50', 3)} | {cell(row, 'delta_AP_points', 2)} | "
+                     f"{cell(row, 'p50_ms', 1)} | {cell(row, 'p90_ms', 1)} | {cell(row, 'fps', 1)} | "
+                     f"{cell(row, 'speedup', 2)} |")
+    markdown = "\n".join(lines) + "\n"
+    (output_dir / "formats.md").write_text(markdown)
+    return markdown
+
+
+def plot_formats(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """AP against model ms per image, one point per measured format, the Pareto front joined."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for row in (r for r in rows if "AP" in r):
+        marker = "o" if row["status"] == "passed" else "x"
+        axes.scatter(row["p50_ms"], row["AP"], marker=marker, s=40)
+        axes.annotate(f"{row['format']} {row['precision']}", (row["p50_ms"], row["AP"]), fontsize=8,
+                      xytext=(4, 4), textcoords="offset points")
+    front = pareto_front(rows)
+    axes.plot([r["p50_ms"] for r in front], [r["AP"] for r in front], "--", color="gray", label="Pareto front")
+    axes.set(xlabel="model latency p50 (ms per image)", ylabel="AP (pycocotools, val split)", title=title)
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Every format of `cfg.formats` on the checkpoint's val split; the table, printed and written."""
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    val_json, image_dir = ((Path(cfg.val_json), Path(cfg.val_images)) if cfg.val_json
+                           else run_split(cfg.weights, "val"))
+    coco = load_coco(val_json)
+    images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
+    formats = [tuple(spec.split("/")) for spec in cfg.formats]
+    if BASELINE not in formats:
+        formats.insert(0, BASELINE)
+    rows = []
+    for backend, precision in formats:
+        print(f"{backend} {precision}: {len(images)} images ...", flush=True)
+        start = time.perf_counter()
+        rows.append(run_format(backend, precision, cfg, coco, image_dir, images, output_dir))
+        print(f"  {rows[-1]['status']} in {time.perf_counter() - start:.0f} s {rows[-1].get('reason', '')}", flush=True)
+    judge(rows, cfg.gate_ap_points)
+    header = (f"{cfg.weights}: {len(images)} val images of {val_json}; {cpu_description()}; accuracy gate: at most "
+              f"{cfg.gate_ap_points} AP points below torch fp32")
+    print("\n" + write_table(rows, header, output_dir))
+    plot_formats(rows, f"{Path(cfg.weights).name}: AP vs latency", output_dir / "formats.png")
+    print(f"wrote {output_dir}/formats.csv, formats.md, formats.png")
+    return rows

@@ -1,0 +1,63 @@
+"""What this CPU is and what it can do at most: its model, the flags that decide bf16 / int8 speed, and an upper
+bound on its arithmetic rate per precision (cores x clock x operations per cycle of its widest units)."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+KEY_FLAGS = ("avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_int8")
+# Multiply-adds count 2 operations. Per core and cycle, at most: two 512-bit FMA units (fp32: 2 x 16 x 2);
+# AVX-512 BF16 / FP16 doubles the lanes; VNNI's int8 dot products 4x; AMX tiles: 1024 bf16, 2048 int8
+# (Intel's figures for Sapphire Rapids). The first flag present decides.
+OPS_PER_CYCLE = {
+    "fp32": [("avx512f", 64), ("avx2", 32), ("", 8)],
+    "bf16": [("amx_bf16", 1024), ("avx512_bf16", 128), ("avx512f", 64), ("avx2", 32), ("", 8)],
+    "fp16": [("amx_fp16", 1024), ("avx512_fp16", 128), ("avx512f", 64), ("avx2", 32), ("", 8)],
+    "int8": [("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx512bw", 128), ("avx2", 64), ("", 16)],
+}
+
+
+@cache
+def _cpuinfo() -> dict[str, str]:
+    path = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name", "unknown CPU")
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_description() -> str:
+    """The model and the flags that matter here, e.g. 'Intel(R) Xeon(R) Processor (avx512f, amx_bf16, amx_int8)'."""
+    flags = cpu_flags()
+    return f"{cpu_model()} ({', '.join(f for f in KEY_FLAGS if f in flags) or 'no AVX-512'})"
+
+
+def max_clock_ghz() -> float:
+    """The highest clock the system states: cpufreq's maximum, the model name's '@ 2.10GHz', or /proc/cpuinfo."""
+    candidates = [float(_cpuinfo().get("cpu MHz", 0.0)) / 1000.0]
+    max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if max_freq.is_file():
+        candidates.append(int(max_freq.read_text()) / 1e6)
+    named = re.search(r"@\s*([\d.]+)\s*GHz", cpu_model())
+    if named:
+        candidates.append(float(named.group(1)))
+    return max(candidates)
+
+
+def peak_gflops(precision: str, cores: int | None = None, clock_ghz: float | None = None) -> float:
+    """An upper bound on the GFLOP/s (GOP/s for int8) of `cores` cores in `precision`."""
+    flags = cpu_flags()
+    per_cycle = next(ops for flag, ops in OPS_PER_CYCLE[precision] if not flag or flag in flags)
+    return (cores or os.cpu_count() or 1) * (clock_ghz or max_clock_ghz()) * per_cycle

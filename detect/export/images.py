@@ -1,0 +1,65 @@
+"""Real images for an export: to calibrate int8 on and to check parity on. By default a checkpoint's own run
+gives them (its training images to calibrate, its val images to check); otherwise a folder, a glob or a video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from detect.errors import DetectError
+from detect.inference.sources import FrameReader
+
+SPLITS = ("train", "val")
+
+
+def run_split(weights: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of the `split` a checkpoint of train.py was trained or evaluated on, read from
+    its run's `.hydra/config.yaml` (<run>/checkpoints/<name>.ckpt)."""
+    run_config = Path(weights).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not run_config.is_file():
+        raise DetectError(f"{weights} is not inside a train.py run (no {run_config}); pass the images to use "
+                          "(a folder, a glob or a video)")
+    data = instantiate(OmegaConf.load(run_config).data)  # checks that the files are still there
+    return data.paths[f"{split}_json"], data.paths[f"{split}_images"]
+
+
+def split_images(annotation_file: Path, image_dir: Path, count: int) -> list[np.ndarray]:
+    """The first `count` images (BGR) listed in a COCO annotation file, in its order."""
+    entries = json.loads(Path(annotation_file).read_text())["images"][:count]
+    images = []
+    for entry in entries:
+        image = cv2.imread(str(Path(image_dir) / entry["file_name"]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DetectError(f"image {image_dir / entry['file_name']} of {annotation_file} could not be read")
+        images.append(image)
+    return images
+
+
+def source_images(source: str | Path, count: int) -> list[np.ndarray]:
+    """Up to `count` images (BGR) of a folder, a glob or a video, spread evenly over a video's frames."""
+    probe = FrameReader(str(source), queue_size=1)
+    stride = max(1, (probe.frame_count or count) // count)
+    probe.close()
+    reader = FrameReader(str(source), vid_stride=stride)
+    try:
+        images = [frame.image for _, frame in zip(range(count), reader)]
+    finally:
+        reader.close()
+    if not images:
+        raise DetectError(f"{source} gave no image")
+    return images
+
+
+def export_images(source: str | Path | None, weights: str | Path | None, split: str, count: int) -> list[np.ndarray]:
+    """`count` images of `source`, or of the checkpoint's `split` when `source` is None."""
+    if source is not None:
+        return source_images(source, count)
+    if weights is None:
+        raise DetectError("random weights have no training run to take images from; pass images "
+                          "(a folder, a glob or a video)")
+    return split_images(*run_split(weights, split), count)

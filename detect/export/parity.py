@@ -1,0 +1,80 @@
+"""Whether an exported model reproduces PyTorch: detections matched box by box, tensors within a relative bound."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from detect.export.to_onnx import flat_outputs
+
+
+@dataclass
+class Parity:
+    """Whether an exported model reproduces PyTorch, and the worst differences in words."""
+
+    ok: bool
+    summary: str
+
+
+def detector_parity(reference: Sequence[Mapping[str, torch.Tensor]], candidate: Sequence[Mapping[str, torch.Tensor]],
+                    box_px: float = 1.0, score_tol: float = 1e-3, score_thresh: float = 0.05,
+                    detections_per_img: int = 100) -> Parity:
+    """Same detections per image: each box has one of the same label within `box_px` (every coordinate) in the
+    other output, with a score within `score_tol`; no detection at all fails. Matching by box is blind to the order of near-equal
+    scores. A detection scored within `score_tol` of the cut (`score_thresh`, or the lowest score kept when
+    `detections_per_img` fill up) may be in one output only: a rounding difference moves it across the cut."""
+    worst_box = worst_score = 0.0
+    matched = at_cut = 0
+    for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        ref = {k: v.detach().cpu().double() for k, v in ref.items()}
+        cand = {k: v.detach().cpu().double() for k, v in cand.items()}
+        distance = (ref["boxes"][:, None] - cand["boxes"][None]).abs().amax(-1)
+        distance[ref["labels"][:, None] != cand["labels"][None]] = float("inf")
+        ref_distance = distance.min(1).values if len(cand["boxes"]) else torch.full((len(ref["boxes"]),), torch.inf)
+        cand_distance = distance.min(0).values if len(ref["boxes"]) else torch.full((len(cand["boxes"]),), torch.inf)
+        cut = max([score_thresh] + [out["scores"].min().item() for out in (ref, cand)
+                                    if len(out["scores"]) >= detections_per_img])
+        lone = torch.cat([ref["scores"][ref_distance > box_px], cand["scores"][cand_distance > box_px]])
+        if (lone > cut + score_tol).any():
+            return Parity(False, f"image {i}: {int((lone > cut + score_tol).sum())} detections (best score "
+                                 f"{lone.max():.3g}) have no match of the same label within {box_px:g} px")
+        kept = ref_distance <= box_px
+        if kept.any():
+            match = distance[kept].argmin(1)
+            worst_box = max(worst_box, ref_distance[kept].max().item())
+            worst_score = max(worst_score, (ref["scores"][kept] - cand["scores"][match]).abs().max().item())
+        matched, at_cut = matched + int(kept.sum()), at_cut + len(lone)
+    if matched == 0:
+        return Parity(False, f"0 detections matched on {len(reference)} images: nothing was compared (the model "
+                             "detects nothing there); check on images where it detects objects")
+    ok = worst_box <= box_px and worst_score <= score_tol
+    lone_text = f", {at_cut} at the score cut in one output only" if at_cut else ""
+    return Parity(ok, f"{matched} detections matched, boxes within {worst_box:.2g} px, scores within "
+                      f"{worst_score:.2g} (limits {box_px:g} px, {score_tol:g}){lone_text}")
+
+
+def tensor_parity(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], rel_tol: float = 1e-4) -> Parity:
+    """Every output within `rel_tol` of PyTorch, relative to the largest magnitude of that output."""
+    worst = 0.0
+    for ref, cand in zip(reference, candidate, strict=True):
+        if ref.shape != cand.shape:
+            return Parity(False, f"output shape {tuple(cand.shape)}, PyTorch has {tuple(ref.shape)}")
+        ref, cand = ref.cpu().double(), cand.cpu().double()
+        worst = max(worst, ((ref - cand).abs().max() / ref.abs().max().clamp_min(1e-12)).item())
+    return Parity(worst <= rel_tol, f"outputs within {worst:.2g} relative (limit {rel_tol:g})")
+
+
+def check_parity(network: nn.Module, task: str, runner: Any, images: torch.Tensor | list[torch.Tensor],
+                 parity_cfg: Mapping[str, float]) -> Parity:
+    """Run `network` and its exported `runner` on `images` (a batch, or a list of images for the detector)."""
+    with torch.inference_mode():  # the detector one image per call, as its graph (a batch pads to its largest image)
+        reference = ([network([image])[0] for image in images] if task == "detector"
+                     else flat_outputs(task, network(images)))
+    if task == "detector":
+        return detector_parity(reference, runner(images), parity_cfg["box_px"], parity_cfg["score"],
+                               network.roi_heads.score_thresh, network.roi_heads.detections_per_img)
+    return tensor_parity(reference, runner(images=images), parity_cfg["logits_rel"])
