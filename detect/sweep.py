@@ -139,7 +139,8 @@ def suggest(trial: optuna.Trial, space: DictConfig) -> list[str]:
 
 
 class PruneOnValidation(L.Callback):
-    """Reports the trial's COCO `metric` after each validation and prunes it when Optuna's pruner says so."""
+    """Reports the trial's COCO `metric` after each validation and prunes it when Optuna's pruner says so, but for
+    the last validation: a trial that has run to the end keeps its value."""
 
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial = trial
@@ -151,7 +152,7 @@ class PruneOnValidation(L.Callback):
             return
         value, step = float(evaluation.stats[self.metric]), trainer.global_step
         self.trial.report(value, step)
-        if self.trial.should_prune():
+        if step < trainer.max_steps and self.trial.should_prune():
             raise optuna.TrialPruned(f"val/{self.metric}={value:.4f} at step {step} is below the pruner's median")
 
 

@@ -38,17 +38,23 @@ def test_merge_overrides_keeps_the_last_value_of_a_key() -> None:
     assert merge_overrides(["a=1", "~b", "c=3"], ["a=2", "b=5"]) == ["a=2", "b=5", "c=3"]
 
 
-def test_pruning_callback_reports_the_metric_and_prunes_below_the_threshold() -> None:
+def test_pruning_callback_reports_the_metric_and_prunes_below_the_threshold_but_not_at_the_end() -> None:
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
     callback = PruneOnValidation(trial, "AP")
-    trainer = SimpleNamespace(sanity_checking=False, global_step=4)
-    callback.on_validation_end(trainer, SimpleNamespace(last_evaluation=SimpleNamespace(stats={"AP": 0.7})))
-    trainer.global_step = 8
+    trainer = SimpleNamespace(sanity_checking=False, global_step=4, max_steps=12)
+
+    def validate(step: int, ap: float) -> None:
+        trainer.global_step = step
+        callback.on_validation_end(trainer, SimpleNamespace(last_evaluation=SimpleNamespace(stats={"AP": ap})))
+
+    validate(4, 0.7)
     with pytest.raises(optuna.TrialPruned, match="val/AP=0.2000 at step 8"):
-        callback.on_validation_end(trainer, SimpleNamespace(last_evaluation=SimpleNamespace(stats={"AP": 0.2})))
-    study.tell(trial, state=TrialState.PRUNED)
-    assert study.trials[0].intermediate_values == {4: 0.7, 8: 0.2}
+        validate(8, 0.2)
+    validate(12, 0.1)  # the last validation: reported, never pruned
+    assert trial.should_prune()
+    study.tell(trial, 0.1)
+    assert study.trials[0].intermediate_values == {4: 0.7, 8: 0.2, 12: 0.1}
 
 
 @pytest.mark.slow
@@ -86,7 +92,8 @@ def test_sweep_records_a_failed_trial_reports_and_resumes(tmp_path: Path, synthe
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[2].state == TrialState.COMPLETE  # one COMPLETE trial so far: too few for the median pruner
-    assert trials[3].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert trials[3].state in (TrialState.COMPLETE, TrialState.PRUNED)  # pruned at step 2 or 4, never at 6
+    assert trials[3].state == TrialState.COMPLETE or max(trials[3].intermediate_values) < 6
     assert trials[2].params != trials[0].params
     with open(tmp_path / "trials.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
