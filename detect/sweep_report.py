@@ -57,6 +57,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         except (ValueError, RuntimeError) as error:
             print(f"{name} skipped: {error}")
             continue
+        axes.figure.tight_layout()  # the importances' parameter names are cut off without
         written.append(save_figure(axes.figure, folder / name))
     return written
 
