@@ -14,6 +14,8 @@ from optuna.visualization import matplotlib as optuna_plots
 
 from detect.plotting import save_figure
 
+# A FAIL without a note: stopped by Ctrl-C, or killed and failed later by Optuna's heartbeat check.
+INTERRUPTED = "interrupted: the sweep was stopped or killed during this trial"
 PLOTS = {"history.png": optuna_plots.plot_optimization_history, "importances.png": optuna_plots.plot_param_importances}
 
 
@@ -22,9 +24,10 @@ def trial_rows(study: optuna.Study) -> list[dict[str, object]]:
     names = sorted({name for trial in study.trials for name in trial.params})
     return [{"number": trial.number, "state": trial.state.name,
              **{name: trial.params.get(name, "") for name in names},
-             "value": "" if trial.value is None else round(trial.value, 4),
+             "value": "" if trial.value is None else trial.value,
              "duration_s": "" if trial.duration is None else round(trial.duration.total_seconds(), 1),
-             "note": trial.user_attrs.get("note", "")} for trial in study.trials]
+             "note": trial.user_attrs.get("note") or (INTERRUPTED if trial.state == TrialState.FAIL else "")}
+            for trial in study.trials]
 
 
 def _cell(value: object, width: int = 100) -> str:
