@@ -2,7 +2,8 @@
 
 configs/hparams_search/<name>.yaml holds the search space, the study and the train overrides of every trial
 (see configs/hparams_search/demo.yaml). The study lives in SQLite under the sweep folder: rerunning the same
-command continues it. A trial that raises is recorded as FAIL with a one-line reason (user attr `note`), one
+command adds n_trials more trials to it (a trial left RUNNING by a killed sweep is marked FAIL once its heartbeat
+is 2 x heartbeat_s old). A trial that raises is recorded as FAIL with a one-line reason (user attr `note`), one
 whose validation metric falls below the median of earlier trials at the same step is pruned. At the end the
 sweep writes trials.csv / trials.md, Optuna's plots and best.yaml: the best trial's train.py overrides, retrained
 with `uv run train.py $(sed -n 's/^- //p' <sweep_dir>/best.yaml)`.
@@ -39,7 +40,7 @@ SPEC_KEYS = {"float": {"type", "low", "high", "log"}, "int": {"type", "low", "hi
 def one_line(error: BaseException) -> str:
     """`Type: first line of the message`, the reason a failed trial is recorded with."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def load_search(args: list[str]) -> tuple[DictConfig, list[str]]:
@@ -178,8 +179,8 @@ def objective(search: DictConfig, train_overrides: list[str]) -> Callable[[optun
 
 
 def open_study(search: DictConfig) -> optuna.Study:
-    """The study named `study_name` in the SQLite file `storage`, created or loaded. The sampler's seed is `seed`
-    plus the trials already there, so that a resumed sweep does not draw its first trials again."""
+    """The study named `study_name` in the SQLite file `storage`, created or loaded. The sampler's seed is
+    `sampler_seed` plus the trials already there, so that a resumed sweep does not draw its first trials again."""
     path = Path(search.storage).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}", heartbeat_interval=search.heartbeat_s)
@@ -188,7 +189,7 @@ def open_study(search: DictConfig) -> optuna.Study:
               if search.pruner.type == "median" else optuna.pruners.NopPruner())
     study = optuna.create_study(storage=storage, pruner=pruner, study_name=search.study_name,
                                 direction=search.direction, load_if_exists=True)
-    seed = search.seed + len(study.trials)
+    seed = search.sampler_seed + len(study.trials)
     study.sampler = (optuna.samplers.TPESampler(seed=seed) if search.sampler == "tpe"
                      else optuna.samplers.RandomSampler(seed=seed))
     return study

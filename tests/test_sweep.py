@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from detect.config import check_train_config
 from detect.errors import DetectError
 from detect.sweep import PruneOnValidation, main, merge_overrides
+from detect.sweep_report import INTERRUPTED, trial_rows
 
 
 @pytest.mark.parametrize("args, message", [
@@ -55,6 +56,16 @@ def test_pruning_callback_reports_the_metric_and_prunes_below_the_threshold_but_
     assert trial.should_prune()
     study.tell(trial, 0.1)
     assert study.trials[0].intermediate_values == {4: 0.7, 8: 0.2, 12: 0.1}
+
+
+def test_a_failed_trial_without_a_reason_is_reported_as_interrupted() -> None:
+    study = optuna.create_study()
+    for note in ("ValueError: boom", None):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        if note:
+            trial.set_user_attr("note", note)
+        study.tell(trial, state=TrialState.FAIL)
+    assert [row["note"] for row in trial_rows(study)] == ["ValueError: boom", INTERRUPTED]
 
 
 @pytest.mark.slow
