@@ -56,7 +56,7 @@ def load_search(args: list[str]) -> tuple[DictConfig, list[str]]:
     train = [arg for arg in args if not arg.startswith("hparams_search=") and arg not in own]
     search = OmegaConf.merge(search, OmegaConf.from_dotlist(own))
     OmegaConf.resolve(search)
-    return search, [*search.train_overrides, *train]
+    return search, merge_overrides(search.train_overrides, train)
 
 
 def merge_overrides(*groups: list[str]) -> list[str]:
