@@ -123,15 +123,16 @@ def epoch_memory(dataset: CocoDetection, workers: int, batch_size: int, points: 
 
 
 def measure_rank(kind: str, path: Path, workers: int, batch_size: int, points: int) -> dict[str, Any]:
-    """Set-up seconds, peak RSS and the RSS it keeps (MiB) of one kind of rank, and its epoch when it has one."""
+    """Set-up seconds, RSS at the start, peak RSS and the RSS it keeps (MiB) of one kind of rank, and its epoch
+    when it has one. A forked rank's RSS leaves out the library pages it has not touched since the fork."""
     reset_peak_rss()
     before, start = rss_mib(), time.perf_counter()
     held = load_coco(path) if kind == "load_coco" else CocoDetection(path, path.parent / "images",
                                                                       keep_coco=kind != "records")
     if kind == "lists":
         held.records = ListRecords(held.coco, held.records)
-    figures = {"setup_s": time.perf_counter() - start, "peak_rss_mib": peak_rss_since_reset_mb(),
-               "held_mib": rss_mib() - before}
+    figures = {"setup_s": time.perf_counter() - start, "start_rss_mib": before,
+               "peak_rss_mib": peak_rss_since_reset_mb(), "held_mib": rss_mib() - before}
     if kind in ("records", "lists") and workers > 0:
         figures["epoch"], figures["epoch_s"] = epoch_memory(held, workers, batch_size, points)
     return figures
@@ -181,10 +182,11 @@ def cpu_flags() -> str:
 
 
 def print_report(figures: dict[str, dict[str, Any]]) -> None:
-    print(f"{'rank':<48} {'set-up s':>9} {'peak RSS MiB':>13} {'kept MiB':>9}")
+    print(f"{'rank':<48} {'set-up s':>9} {'RSS at start MiB':>17} {'peak RSS MiB':>13} {'kept MiB':>9}")
     for kind, label in KINDS.items():
         row = figures[kind]
-        print(f"{label:<48} {row['setup_s']:9.2f} {row['peak_rss_mib']:13.0f} {row['held_mib']:9.0f}")
+        print(f"{label:<48} {row['setup_s']:9.2f} {row['start_rss_mib']:17.0f} {row['peak_rss_mib']:13.0f} "
+              f"{row['held_mib']:9.0f}")
     if "epoch" not in figures["records"]:
         return
     print("\nDataLoader workers' private memory (USS MiB, each worker) over one shuffled epoch:")
