@@ -22,7 +22,7 @@ def test_both_loops_end_with_the_same_weights_and_the_benchmark_reports_both(syn
     datamodule = make_datamodule(cfg)
     base = initial_model(cfg, len(datamodule.classes) + 1, seed=3)
     lightning, plain = copy.deepcopy(base), copy.deepcopy(base)
-    assert len(train_lightning(cfg, lightning, datamodule, steps=3, seed=3)) == 3
+    assert len(train_lightning(cfg, lightning, datamodule, steps=3, seed=3)) == 3  # one (start, end) a step
     assert len(train_plain(cfg, plain, make_datamodule(cfg), steps=3, seed=3)) == 3
     trained, initial = plain.state_dict(), base.state_dict()
     for name, value in lightning.state_dict().items():
