@@ -209,7 +209,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; commit {commit()}; "
           f"{device_name(torch.device('cpu'))}; {cpu_flags()}; {os.cpu_count()} cores, "
-          f"{torch.get_num_threads()} torch threads; torch {torch.__version__}, lightning {L.__version__}")
+          f"{torch.get_num_threads()} torch threads; torch {torch.__version__}, lightning {L.__version__}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"seeds {args.seeds}, {args.warmup} warm-up + {args.steps} timed steps, {args.repeats} rounds; "
           f"overrides {args.overrides}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,6 +220,7 @@ def main() -> None:
         except DetectError as error:
             raise SystemExit(f"error: {error}") from None
     print_report(figures)
+    print(f"load average {os.getloadavg()[0]:.2f} (other processes on the cores make the whole-step times noisy)")
 
 
 if __name__ == "__main__":
