@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from torchvision.transforms import v2
 from detect.data_checks import BAD_IMAGE_POLICIES, CheckReport, check_coco
 from detect.errors import DetectError, check_choice
 from detect.model import Classes
+from detect.records import build_records
 from detect.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
 from detect.synthetic import write_synthetic_coco
 
@@ -33,10 +35,10 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None,
-              on_bad_image: str = "skip") -> tuple[COCO, CheckReport]:
-    """pycocotools' COCO index of `annotation_file` after `detect.data_checks.check_coco` (its images too, when
-    `image_dir` is given), and the checks' report; one readable error for a missing or broken file."""
+def read_checked(annotation_file: str | Path, image_dir: str | Path | None = None,
+                 on_bad_image: str = "skip") -> tuple[dict[str, Any], CheckReport]:
+    """The json of `annotation_file` after `detect.data_checks.check_coco` (its images too, when `image_dir` is
+    given), and the checks' report; one readable error for a missing or broken file."""
     path = Path(annotation_file)
     if not path.is_file():
         raise DetectError(f"annotation file {path} does not exist; pass the path of a COCO-format json")
@@ -51,11 +53,23 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None,
     if image_dir is not None and dataset["images"] == [] and report.counts["bad_image"]:
         raise DetectError(f"none of the {report.counts['bad_image']} images of {path} is usable "
                           f"({report.examples['bad_image']}); check the image folder {image_dir}")
+    return dataset, report
+
+
+def index_coco(dataset: dict[str, Any]) -> COCO:
+    """pycocotools' COCO index of a COCO-format dict, quietly."""
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
         coco.createIndex()
-    return coco, report
+    return coco
+
+
+def read_coco(annotation_file: str | Path, image_dir: str | Path | None = None,
+              on_bad_image: str = "skip") -> tuple[COCO, CheckReport]:
+    """pycocotools' COCO index of `annotation_file` after the checks of `read_checked`, and their report."""
+    dataset, report = read_checked(annotation_file, image_dir, on_bad_image)
+    return index_coco(dataset), report
 
 
 def load_coco(annotation_file: str | Path) -> COCO:
@@ -78,58 +92,55 @@ class CocoDetection(Dataset):
     Category ids of any values map to labels in sorted id order and back through `classes`. Crowd boxes are left
     out of the targets (pycocotools still sees them when evaluating); degenerate boxes are dropped and counted.
     The file and its images are checked first (`detect.data_checks`); `report` says what was fixed or skipped.
+    The images' records are flat arrays (`detect.records`) that forked DataLoader workers share; pycocotools'
+    index of the file (`coco`, the evaluator's ground truth) is kept with `keep_coco`, else read again if asked.
     """
 
     def __init__(self, annotation_file: str | Path, image_dir: str | Path, transforms: v2.Transform | None = None,
-                 keep_empty: bool = True, on_bad_image: str = "skip") -> None:
-        self.coco, self.report = read_coco(annotation_file, image_dir, on_bad_image)
-        self.image_dir = Path(image_dir)
+                 keep_empty: bool = True, on_bad_image: str = "skip", keep_coco: bool = True) -> None:
+        dataset, self.report = read_checked(annotation_file, image_dir, on_bad_image)
+        self.annotation_file, self.image_dir, self.on_bad_image = Path(annotation_file), Path(image_dir), on_bad_image
         self.transforms = transforms
-        category_ids = sorted(self.coco.getCatIds())
-        self.classes = Classes([self.coco.cats[c]["name"] for c in category_ids], category_ids)
+        names = {category["id"]: category["name"] for category in dataset["categories"]}
+        category_ids = sorted(names)
+        self.classes = Classes([names[c] for c in category_ids], category_ids)
         label_of = {category_id: label for label, category_id in enumerate(category_ids, start=1)}
+        self.records, counts = build_records(dataset["images"], dataset["annotations"], label_of, keep_empty)
+        self.num_crowd, self.num_degenerate, self.num_empty_dropped = (counts.crowd, counts.degenerate,
+                                                                       counts.empty_dropped)
+        if keep_coco:
+            self.coco = index_coco(dataset)
 
-        self.image_ids: list[int] = []
-        self.targets: list[tuple[np.ndarray, np.ndarray]] = []
-        self.num_crowd = self.num_degenerate = self.num_empty_dropped = 0
-        for image_id in sorted(self.coco.getImgIds()):
-            info = self.coco.imgs[image_id]
-            boxes, labels = [], []
-            for ann in self.coco.imgToAnns[image_id]:
-                if ann.get("iscrowd", 0):
-                    self.num_crowd += 1
-                    continue
-                x, y, w, h = ann["bbox"]
-                x1, y1 = max(x, 0.0), max(y, 0.0)
-                x2, y2 = min(x + w, info["width"]), min(y + h, info["height"])
-                if x2 <= x1 or y2 <= y1:
-                    self.num_degenerate += 1
-                    continue
-                boxes.append([x1, y1, x2, y2])
-                labels.append(label_of[ann["category_id"]])
-            if not boxes and not keep_empty:
-                self.num_empty_dropped += 1
-                continue
-            self.image_ids.append(image_id)
-            self.targets.append((np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)))
+    @cached_property
+    def coco(self) -> COCO:
+        """pycocotools' index of the checked file; read and checked again on first use when not kept."""
+        return read_coco(self.annotation_file, self.image_dir, self.on_bad_image)[0]
+
+    @property
+    def image_ids(self) -> list[int]:
+        return self.records.image_ids.tolist()
+
+    @property
+    def targets(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (boxes, labels), as copies."""
+        return [self.records.target(index) for index in range(len(self))]
 
     def __len__(self) -> int:
-        return len(self.image_ids)
+        return len(self.records)
 
     def aspect_ratios(self) -> list[float]:
         """Width / height of every image, from the annotation file (no decoding)."""
-        return [self.coco.imgs[i]["width"] / self.coco.imgs[i]["height"] for i in self.image_ids]
+        return (self.records.sizes[:, 0] / self.records.sizes[:, 1]).tolist()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """A uint8 3xHxW RGB image and its target: boxes (float xyxy), labels, image_id."""
-        image_id = self.image_ids[index]
-        array = read_image(self.image_dir / self.coco.imgs[image_id]["file_name"])
+        array = read_image(self.image_dir / self.records.file_name(index))
         image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
-        boxes, labels = self.targets[index]
+        boxes, labels = self.records.target(index)
         target = {
             "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=array.shape[:2]),
             "labels": torch.from_numpy(labels),
-            "image_id": image_id,
+            "image_id": int(self.records.image_ids[index]),
         }
         if self.transforms is not None:
             image, target = self.transforms(image, target)
@@ -177,7 +188,8 @@ class CocoDataModule(L.LightningDataModule):
         if stage in (None, "fit"):
             self.train_set = CocoDetection(self.paths["train_json"], self.paths["train_images"],
                                            train_transforms(self.flip_prob, self.photometric),
-                                           keep_empty=self.keep_empty_train, on_bad_image=self.on_bad_image)
+                                           keep_empty=self.keep_empty_train, on_bad_image=self.on_bad_image,
+                                           keep_coco=False)  # only the val split's index is evaluated against
             if self.train_set.classes != self.val_set.classes:
                 raise DetectError(f"{self.paths['train_json']} and {self.paths['val_json']} list different categories; "
                                   "both splits need the same 'categories'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -57,8 +58,10 @@ def _print_header(cfg: DictConfig, datamodule: CocoDataModule) -> None:
     print("\n".join(lines), flush=True)
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit (or evaluate, with mode=evaluate) and return the last COCO stats; raises DetectError on bad input."""
+def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, float]:
+    """Fit (or evaluate, with mode=evaluate) and return the last COCO stats; raises DetectError on bad input.
+
+    `callbacks` join the configured ones in a fit (detect.sweep's pruning callback)."""
     check_train_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
@@ -88,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[instantiate(c) for c in cfg.callbacks.values()] if cfg.mode == "fit" else None,
+        callbacks=[*(instantiate(c) for c in cfg.callbacks.values()), *callbacks] if cfg.mode == "fit" else None,
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
