@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-from helpers import ROOT, TINY, synthetic_overrides
+from detect.config import check_group_overrides
+from helpers import CONFIGS, ROOT, TINY, synthetic_overrides
 from slurm.cluster import Cluster, ClusterError
-
-pytestmark = pytest.mark.slow
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
@@ -70,6 +71,7 @@ def saved_step(path: Path) -> int:
     return torch.load(path, weights_only=True, map_location="cpu")["global_step"] if path.is_file() else -1
 
 
+@pytest.mark.slow
 def test_two_tasks_train_ddp_and_evaluate_once(cluster: Cluster, synthetic_cache: Path, tmp_path: Path) -> None:
     job_id = submit(cluster, tmp_path, [*synthetic_overrides(synthetic_cache), "trainer.max_steps=4",
                                         "trainer.val_check_interval=4"])
@@ -85,6 +87,7 @@ def test_two_tasks_train_ddp_and_evaluate_once(cluster: Cluster, synthetic_cache
     assert saved_step(run_dir / "checkpoints" / "last.ckpt") == 4
 
 
+@pytest.mark.slow
 def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synthetic_cache: Path,
                                                           tmp_path: Path) -> None:
     max_steps = 12
@@ -113,3 +116,22 @@ def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synth
     resumed = output.split("restart count 1", 1)[1]
     assert f"Restoring states from the checkpoint path at {hpc[0]}" in resumed, resumed[-4000:]
     assert saved_step(run_dir / "checkpoints" / "last.ckpt") == max_steps
+
+
+def compose_with_hydra(overrides: list[str]) -> DictConfig:
+    """configs/train.yaml with its hydra node (launcher, run dir), as train.py -m would compose it."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides, return_hydra_config=True)
+
+
+def test_launcher_submits_one_task_per_device_with_usr1_and_requeue(monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = ["hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4", "trainer.num_nodes=2",
+                 "hydra.launcher.signal_delay_s=120"]
+    check_group_overrides(overrides)  # train.py's own check of group options passes them
+    launcher = compose_with_hydra(overrides).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.max_num_timeout) == (2, 4, 0)
+    assert dict(launcher.additional_parameters) == {"signal": "USR1@120", "requeue": True}
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # every rank and the requeued job: one run dir, named by the job
+    cfg = compose_with_hydra(["trainer=slurm"])
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.num_nodes == 1 and cfg.hydra.run.dir == "outputs/slurm/4242"
