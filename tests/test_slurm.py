@@ -3,6 +3,7 @@ srun start with trainer=slurm, and a job preempted with SIGUSR1 that Lightning s
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -83,7 +84,8 @@ def test_two_tasks_train_ddp_and_evaluate_once(cluster: Cluster, synthetic_cache
     for rank in (0, 1):
         assert f"Initializing distributed: GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in output, output[-4000:]
     assert output.count("COCO bbox evaluation at step 4") == 1  # rank 0 evaluates, once
-    assert (run_dir / "eval" / "metrics.json").is_file() or (run_dir / "csv" / "metrics.csv").is_file()
+    assert list((tmp_path / "outputs" / "slurm").iterdir()) == [run_dir]
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["images"] == 8  # both ranks' halves
     assert saved_step(run_dir / "checkpoints" / "last.ckpt") == 4
 
 
