@@ -59,7 +59,8 @@ def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         group = config_dir / key.replace(".", "/")
-        if not group.is_dir() or "(" in value:  # not a group, or a sweep function such as choice(...)
+        # not a group, a sweep function such as choice(...), or hydra/*: Hydra's plugins add options of their own
+        if not group.is_dir() or "(" in value or key.startswith("hydra/"):
             continue
         for option in value.split(","):  # a multirun sweep: a,b,c
             if option and option != "null" and not (group / f"{option}.yaml").is_file():

@@ -3,8 +3,10 @@ and logs that continue in the run's folder.
 
 `PreemptionCheckpoint` writes last.ckpt every N steps and/or every M minutes of training, independently of
 validation, and at the current step when the run is told to stop: SIGTERM (Lightning turns it into a clean exit
-after the step) or SIGUSR1 (what schedulers send before preemption). Under SLURM with auto-requeue, Lightning's
-own SIGUSR1 handler saves and requeues the job instead.
+after the step) or SIGUSR1 (what schedulers send before preemption). Under SLURM with auto-requeue (trainer=slurm)
+SIGUSR1 saves Lightning's hpc_ckpt_<n>.ckpt instead and requeues the job; the requeued job resumes from it. This
+replaces Lightning's own SIGUSR1 handler, which saves inside the handler: with DDP the signal lands at a different
+point on each rank, one blocks in the gradient all-reduce and the other in the save's barrier, and the job hangs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.loggers.csv_logs import CSVLogger, ExperimentWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -41,20 +45,24 @@ class PreemptionCheckpoint(L.Callback):
         self._saved_step = -1
         self._saved_at = time.monotonic()
         self._previous_handler: Any = None
+        self._requeue, self._signum = False, signal.SIGUSR1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
-        requeue = getattr(trainer._accelerator_connector.cluster_environment, "auto_requeue", False)
-        if not requeue and threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGUSR1, self._on_signal)
+        environment = trainer._accelerator_connector.cluster_environment
+        self._requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
+        self._signum = (environment.requeue_signal if self._requeue else None) or signal.SIGUSR1
+        if threading.current_thread() is threading.main_thread():  # replaces Lightning's handler (docstring)
+            self._previous_handler = signal.signal(self._signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signalled = True
 
-    def _save(self, trainer: L.Trainer, why: str) -> None:
-        trainer.save_checkpoint(self.path)
+    def _save(self, trainer: L.Trainer, why: str, path: str | Path | None = None) -> None:
+        path = path or self.path
+        trainer.save_checkpoint(path)
         self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
-        rank_zero_info(f"saved {self.path} at step {trainer.global_step} ({why})")
+        rank_zero_info(f"saved {path} at step {trainer.global_step} ({why})")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -62,7 +70,13 @@ class PreemptionCheckpoint(L.Callback):
         by_time = bool(self.every_minutes and time.monotonic() - self._saved_at >= 60.0 * self.every_minutes)
         # rank 0's clock and signals decide, so that every rank saves (and stops) at the same step
         by_steps, by_time, signalled = trainer.strategy.broadcast((by_steps, by_time, self._signalled))
-        if signalled:
+        if signalled and self._requeue:
+            self._save(trainer, f"{signal.Signals(self._signum).name}: requeueing",
+                       trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+            if trainer.is_global_zero:
+                requeue_slurm_job()
+            trainer.should_stop = True
+        elif signalled:
             self._save(trainer, "SIGUSR1: stopping")
             trainer.should_stop = True
         elif by_steps or by_time:
@@ -74,8 +88,17 @@ class PreemptionCheckpoint(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._previous_handler is not None:
-            signal.signal(signal.SIGUSR1, self._previous_handler)
+            signal.signal(self._signum, self._previous_handler)
             self._previous_handler = None
+
+
+def requeue_slurm_job() -> None:
+    """`scontrol requeue` this job (an array task as <array job>_<task>), as Lightning's SIGUSR1 handler would."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    rank_zero_info(f"requeued SLURM job {job}" if result.returncode == 0 else
+                   f"`scontrol requeue {job}` failed ({result.returncode}): {result.stderr.strip()}; stopping here")
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path:
