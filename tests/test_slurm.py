@@ -129,7 +129,8 @@ def compose_with_hydra(overrides: list[str]) -> DictConfig:
 def test_launcher_submits_one_task_per_device_with_usr1_and_requeue(monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = ["hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4", "trainer.num_nodes=2",
                  "hydra.launcher.signal_delay_s=120"]
-    check_group_overrides(overrides)  # train.py's own check of group options passes them
+    check_group_overrides(overrides)  # train.py's own check of group options passes them, and Hydra's plugins' own
+    check_group_overrides(["hydra/launcher=submitit_local", "hydra/launcher=basic"])
     launcher = compose_with_hydra(overrides).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.max_num_timeout) == (2, 4, 0)
