@@ -3,7 +3,9 @@ message naming the key."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,3 +67,8 @@ def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -
         for option in value.split(","):  # a multirun sweep: a,b,c
             if option and option != "null" and not (group / f"{option}.yaml").is_file():
                 check_choice(key, option, sorted(path.stem for path in group.glob("*.yaml")))
+
+
+def plain_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A config node (interpolations resolved against its root) or a mapping, as plain Python types."""
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)

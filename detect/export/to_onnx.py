@@ -17,11 +17,11 @@ from unittest import mock
 import onnx
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models.detection import transform as detection_transform
 
 from detect.checkpoint import read_checkpoint
+from detect.config import plain_config
 from detect.errors import DetectError
 from detect.model import Classes, build_backbone, build_detector
 
@@ -159,7 +159,7 @@ def parse_size(size: int | str) -> tuple[int, int]:
 def detector_metadata_props(model_cfg: Mapping[str, Any], classes: Classes) -> dict[str, str]:
     """What an exported detector carries: its task, backbone, model config and classes (read by the runners)."""
     return {"task": "detector", "backbone": model_cfg["backbone"]["name"],
-            "model": json.dumps(OmegaConf.to_container(OmegaConf.create(dict(model_cfg)), resolve=True)),
+            "model": json.dumps(plain_config(model_cfg)),
             "class_names": json.dumps(classes.names), "category_ids": json.dumps(classes.category_ids)}
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import openvino as ov
 import torch
-from omegaconf import OmegaConf
 
+from detect.config import plain_config
 from detect.errors import DetectError
 from detect.export.images import export_images
 from detect.export.to_onnx import export_detector
@@ -74,7 +74,7 @@ def openvino_model(weights: str | None, model_cfg: Any, precision: str, calibrat
         raise DetectError(f"weights {source} does not exist; pass a checkpoint, a model.onnx or a model.xml")
     stat = source.stat()
     float_spec = {"weights": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns, "opset": opset,
-                  "model": OmegaConf.to_container(OmegaConf.create(dict(model_cfg)), resolve=True)
+                  "model": plain_config(model_cfg)
                   if source.suffix != ".onnx" else None, "from_checkpoint": model_from_checkpoint}
     folder = source.with_name(f"{source.stem}_openvino") / _key(float_spec)
     xml_path = folder / "model.xml"
