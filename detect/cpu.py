@@ -56,8 +56,13 @@ def max_clock_ghz() -> float:
     return max(candidates)
 
 
-def peak_gflops(precision: str, cores: int | None = None, clock_ghz: float | None = None) -> float:
-    """An upper bound on the GFLOP/s (GOP/s for int8) of `cores` cores in `precision`."""
+def ops_per_cycle(precision: str) -> int:
+    """Operations per core and cycle in `precision` of this CPU's widest units (see OPS_PER_CYCLE)."""
     flags = cpu_flags()
-    per_cycle = next(ops for flag, ops in OPS_PER_CYCLE[precision] if not flag or flag in flags)
-    return (cores or os.cpu_count() or 1) * (clock_ghz or max_clock_ghz()) * per_cycle
+    return next(ops for flag, ops in OPS_PER_CYCLE[precision] if not flag or flag in flags)
+
+
+def peak_gflops(precision: str, cores: int | None = None, clock_ghz: float | None = None) -> float:
+    """An upper bound on the GFLOP/s (GOP/s for int8) of `cores` cores in `precision` at `clock_ghz` (default: the
+    highest clock the system states)."""
+    return (cores or os.cpu_count() or 1) * (clock_ghz or max_clock_ghz()) * ops_per_cycle(precision)

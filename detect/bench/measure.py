@@ -7,12 +7,13 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from detect.cpu import cpu_description, max_clock_ghz, peak_gflops
+from detect.cpu import cpu_description, max_clock_ghz, ops_per_cycle, peak_gflops
 from detect.device import PRECISIONS
 from detect.timing import DeviceTimer, peak_rss_mb, summarize
 
@@ -117,21 +118,27 @@ def matmul_tflops(device: torch.device | str, dtype: torch.dtype, side: int, bud
     return 2 * side**3 / (median_ms / 1000.0) / 1e12
 
 
+@cache
+def best_matmul_tflops(device: str, precision: str, side: int) -> float:
+    """The best of three `matmul_tflops` in `precision`, measured once per process (every row gets the same peak)."""
+    return max(matmul_tflops(device, PRECISIONS[precision], side) for _ in range(3))
+
+
 def peak_tflops(device: torch.device, precision: str, side: int) -> tuple[float, str]:
     """An upper bound on the TFLOP/s of `device` in `precision`, and how it was found.
 
-    CPU: the larger of cores x clock x operations per cycle of its flags (`detect.cpu.peak_gflops`, for the threads
-    torch uses) and a `side`-square matmul measured now (which only wins where the stated clock is below the real
-    one). GPU: the measured matmul (a GPU's datasheet peak is not read here)."""
-    measured = matmul_tflops(device, PRECISIONS[precision], side) if precision in PRECISIONS else 0.0  # not int8
+    CPU: cores x clock x operations per cycle of its flags (`detect.cpu.peak_gflops`, for the threads torch uses),
+    where the clock is the highest one the system states or, if higher, the one a measured fp32 matmul proves (a
+    VM states its base clock; the cores boost). GPU: the measured matmul (a datasheet peak is not read here)."""
     if device.type != "cpu":
-        return measured, f"{side}-square {precision} matmul measured now"
+        return best_matmul_tflops(str(device), precision, side), f"{side}-square {precision} matmul measured now"
     threads = torch.get_num_threads()
-    bound = peak_gflops(precision, threads) / 1000.0
-    if measured > bound:
-        return measured, f"{side}-square {precision} matmul measured now (above {bound:.3g} from the CPU's flags)"
-    return bound, (f"{threads} cores x {max_clock_ghz():.2f} GHz x {precision} operations per cycle of "
-                   f"{cpu_description()}")
+    fp32_gflops = best_matmul_tflops("cpu", "fp32", side) * 1000.0
+    clock = max(max_clock_ghz(), fp32_gflops / (threads * ops_per_cycle("fp32")))
+    return peak_gflops(precision, threads, clock) / 1000.0, (
+        f"{threads} cores x {clock:.2f} GHz x {ops_per_cycle(precision)} {precision} operations per cycle of "
+        f"{cpu_description()}; clock: the stated {max_clock_ghz():.2f} GHz or what a {side}-square fp32 matmul "
+        f"reached ({fp32_gflops:.0f} GFLOP/s), the higher")
 
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
