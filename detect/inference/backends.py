@@ -149,6 +149,7 @@ def check_backend(backend: str | None, weights: str | None, precision: str) -> s
     if backend is None:
         backend = SUFFIX_BACKENDS.get(Path(str(weights)).suffix, "torch") if weights else "torch"
     check_choice("backend", backend, LOADERS)
+    check_choice("precision", precision, sorted({p for kept in BACKEND_PRECISIONS.values() for p in kept}))
     if precision not in BACKEND_PRECISIONS[backend]:
         supported = {name for name, kept in BACKEND_PRECISIONS.items() if precision in kept}
         raise DetectError(f"backend={backend} runs precision {' | '.join(BACKEND_PRECISIONS[backend])}, not "
