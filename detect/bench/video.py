@@ -153,6 +153,9 @@ def run(args: argparse.Namespace) -> None:
                   f"{'':<21} model p50 {run_report['model_p50_ms']:.0f} ms (first frame {run_report['first_model_ms']:.0f} "
                   f"ms) = {run_report['gflops']:.0f} GFLOP/s, {run_report['peak_share']:.1%} of {run_report['peak']}",
                   f"{'':<21} parity {run_report['parity']}"]
+        if device.type == "cuda":
+            lines.append(f"{'':<21} peak VRAM {run_report['vram_mb'][0]:.0f} MiB allocated, "
+                         f"{run_report['vram_mb'][1]:.0f} MiB reserved (after warm-up)")
     report = "\n".join(lines)
     print(report)
     (args.output_dir / "bench.json").write_text(json.dumps({
@@ -196,7 +199,10 @@ def pipeline_run(args: argparse.Namespace, spec: str, weights: Path, naive_detec
             "gflops": gflops, "peak_gflops": peak * 1000.0, "peak_share": gflops / (peak * 1000.0),
             "peak": f"the {precision} peak {peak * 1000:.0f} GFLOP/s ({peak_source})",
             "parity_ok": parity.ok, "model": summary["model"],
-            "parity": ("ok: " if parity.ok else "FAILED: ") + parity.summary if precision == "fp32"
+            "vram_mb": (summary.get("peak_vram_allocated_mb"), summary.get("peak_vram_reserved_mb")),
+            "parity": ("ok: " if parity.ok else "FAILED: ") + parity.summary + (
+                "" if any(len(d["scores"]) for d in naive_detections) else "; no detections: lower --score-threshold")
+            if precision == "fp32"
             else f"not compared ({precision} is not expected to match fp32 box for box)"}
 
 
