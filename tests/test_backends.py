@@ -59,7 +59,7 @@ def test_format_table_gates_accuracy_and_reports_failures(trained_run: Path, tmp
         assert abs(by_format[key]["delta_AP_points"]) <= 1.0
     assert by_format[("openvino", "int8")]["size_mib"] < by_format[("openvino", "fp32")]["size_mib"] / 2
     failed = by_format[("onnxruntime", "bf16")]
-    assert failed["status"] == "failed" and "does not run bf16" in failed["reason"]
+    assert failed["status"] == "failed" and "runs precision fp32, not precision=bf16" in failed["reason"]
     with open(tmp_path / "formats.csv") as file:
         assert [row["status"] for row in csv.DictReader(file)] == [row["status"] for row in rows]
     assert "| openvino | int8 | passed |" in (tmp_path / "formats.md").read_text()

@@ -24,7 +24,7 @@ from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
 from detect.export.images import run_split
 from detect.export.to_onnx import export_detector
-from detect.inference.backends import BACKEND_PRECISIONS
+from detect.inference.backends import check_backend
 from detect.inference.detector import Detector, model_config
 from detect.plotting import plt, save_figure
 from detect.timing import summarize
@@ -68,8 +68,7 @@ def run_format(backend: str, precision: str, cfg: DictConfig, coco: Any, image_d
     """One row of the table: measured, or failed with the reason."""
     row: dict[str, Any] = {"format": backend, "precision": precision}
     try:
-        if precision not in BACKEND_PRECISIONS[backend]:
-            raise DetectError(f"{backend} does not run {precision}")
+        check_backend(backend, None, precision)  # before any export for it
         detector = Detector.load(weights_for(backend, cfg, output_dir), backend=backend, precision=precision,
                                  score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=cfg.calibration)
         results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)

@@ -238,7 +238,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         cells = [r["task"], r["backbone"], r["size"], r["batch"], r["precision"], r["backend"], _fmt(r["params_m"]),
                  _fmt(r.get("gflops_per_image")), _fmt(r.get("median_ms")), _fmt(r.get("p90_ms")),
                  _fmt(r.get("p99_ms")), _fmt(r.get("img_per_s")), _fmt(r.get("tflops"), 2),
-                 (f"{share:.0%}" if share <= 1 else "above bound") if share else "", f"{r['speedup']:.2f}x" if r.get("speedup") else "", memory,
+                 (f"{share:.0%}" if share <= 1 else "above bound") if share else "",
+                 f"{r['speedup']:.2f}x" if r.get("speedup") else "", memory,
                  f"{r['cpu_system_share']:.0%}" if r.get("cpu_system_share") is not None else "",
                  _fmt(r.get("other_cores"), 2),
                  _fmt(r.get("warmup_runs")), _fmt(r.get("runs")), r.get("note") or r.get("parity") or ""]
@@ -261,10 +262,9 @@ def method_text(cfg: DictConfig, device: torch.device) -> str:
         (f"inputs: uniform random images (seed {cfg.seed}, never zeros); random weights unless model.weights is set; "
          "the detector runs at the given size (its resize is set to keep it)"),
         "FLOPs: torch.utils.flop_counter on one image, 2 per multiply-add, convolutions and matmuls only",
-        ("peak: an upper bound per precision (CPU: cores x clock x operations per cycle from the CPU's flags, or a "
-         f"{cfg.peak_matmul[device.type]}-square matmul measured in this run where that is faster; GPU: the "
-         "measured matmul); TFLOP/s = counted FLOPs / median latency; a point above the bound is marked: its "
-         "engine ran fewer operations than the direct convolutions counted (Winograd)"),
+        ("peak: an upper bound per precision (`detect.bench.measure.peak_tflops`, named under the table); TFLOP/s = "
+         "counted FLOPs / median latency; a point above the bound is marked (its engine ran fewer operations than "
+         "the direct convolutions counted: Winograd)"),
         ("memory: peak RSS of the process during the point (CPU) or peak CUDA-allocator memory (GPU); "
          "sys CPU: the part of this process's CPU time spent in the kernel (page faults of freed and re-allocated "
          "tensors); other cores: CPU cores other processes or the hypervisor kept busy during the timed calls "

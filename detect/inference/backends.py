@@ -134,7 +134,7 @@ def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOp
 LOADERS: dict[str, Callable[..., Backend]] = {"torch": load_torch, "onnxruntime": load_onnxruntime,
                                               "openvino": load_openvino}
 BACKEND_PRECISIONS = {"torch": tuple(PRECISIONS), "onnxruntime": ("fp32",), "openvino": ("fp32", "bf16", "int8")}
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".xml": "openvino"}  # the backend a weights file implies when `backend` is not given
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".xml": "openvino"}  # what a weights file implies without `backend`
 
 
 def load_backend(backend: str | None, weights: str | None, model_cfg: DictConfig, options: BackendOptions,

@@ -80,8 +80,8 @@ class Detector:
         """A Detector for `weights`: a checkpoint of train.py (its classes and model config come with it), a plain
         detector state_dict, a torchvision enum name (COCO_V1), a model.onnx or model.xml, or None (random weights,
         COCO's 91 outputs). backend="openvino" with precision="int8" calibrates on `calibration` images (default: the
-        checkpoint's training images) once. `backbone` and `**model` (e.g. min_size=512, rpn={"post_nms_top_n_test": 300}) set the model
-        config where the weights do not bring one."""
+        checkpoint's training images) once. `backbone` and `**model` (e.g. min_size=512,
+        rpn={"post_nms_top_n_test": 300}) set the model config where the weights do not bring one."""
         model_cfg = model_config(backbone, **model)
         model_cfg.roi.score_thresh = score_threshold
         options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration)

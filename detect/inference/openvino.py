@@ -21,8 +21,8 @@ from detect.errors import DetectError
 from detect.model import Classes
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized ops; the rest stays f32
-METADATA_SECTION = "detect"
-MAX_STATIC_SHAPES = 4  # input sizes that get a model of their own; others run on the dynamic-shape model  # the IR's rt_info section that holds the export's metadata (task, classes, model)
+METADATA_SECTION = "detect"  # the IR's rt_info section that holds the export's metadata (task, classes, model)
+MAX_STATIC_SHAPES = 4  # input sizes that get a model of their own; others run on the dynamic-shape model
 
 
 def bf16_supported(core: ov.Core) -> bool:
