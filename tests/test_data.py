@@ -12,9 +12,9 @@ import torch
 from torch.utils.data import SequentialSampler
 
 from detect.data import CocoDataModule, CocoDetection, load_coco, read_image, train_transforms
-from detect.samplers import GroupedBatchSampler, aspect_ratio_groups
+from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups
 from detect.errors import DetectError
-from detect.synthetic import write_synthetic_coco
+from detect.data.synthetic import write_synthetic_coco
 
 
 def test_category_ids_with_gaps_map_to_contiguous_labels_and_back(gappy_coco: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import compose_config, write_coco
 
-from detect.browse import browse
+from detect.data.browse import browse
 from detect.data import CocoDataModule, CocoDetection, read_coco
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco

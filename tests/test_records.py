@@ -12,7 +12,7 @@ from helpers import write_coco
 
 from detect.data import CocoDataModule, CocoDetection, read_image
 from detect.errors import DetectError
-from detect.records import build_records
+from detect.data.records import build_records
 
 CATEGORIES = [{"id": 7, "name": "cat"}, {"id": 2, "name": "dog"}]
 LABEL_OF = {2: 1, 7: 2}

@@ -20,7 +20,7 @@ from detect.inference.sinks import MotTracks
 from detect.inference.tracking import TRACKER_CLASSES, Tracker
 from detect.model import Classes
 from detect.mot import evaluate_tracking
-from detect.synthetic_video import write_tracking_video
+from detect.data.synthetic_video import write_tracking_video
 
 CLASSES = Classes(["square"], [1])
 IMAGE = np.zeros((120, 160, 3), dtype=np.uint8)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from detect.bench.measure import peak_rss_since_reset_mb, reset_peak_rss
 from detect.data import CocoDetection, load_coco
 from detect.inference.summary import device_name
-from detect.records import Records
+from detect.data.records import Records
 
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 IMAGE_SIZE = (64, 48)  # (width, height) of the one JPEG: decoding stays cheap, the epoch a few minutes

@@ -1,8 +1,8 @@
 """Look at a dataset before training on it: training samples after the transforms with their boxes and names,
 label statistics (instances per class, box sizes and aspect ratios, box centres) and a text report.
 
-    uv run python -m detect.browse                                  # the demo data
-    uv run python -m detect.browse data=coco data.root=/data/coco num_images=32
+    uv run python -m detect.data.browse                                  # the demo data
+    uv run python -m detect.data.browse data=coco data.root=/data/coco num_images=32
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A synthetic tracking video with MOTChallenge ground truth: the demo's shapes moving across a textured background,
 crossing and occluding each other, entering and leaving. Deterministic by seed, written once into the cache.
 
-    uv run python -m detect.synthetic_video      # writes it and prints the tracking demo command
+    uv run python -m detect.data.synthetic_video      # writes it and prints the tracking demo command
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.synthetic import CATEGORIES, cached_folder, draw_shape, shape_color, textured_background
+from detect.data.synthetic import CATEGORIES, cached_folder, draw_shape, shape_color, textured_background
 
 VIDEO_NAME = "synthetic_tracking.avi"
 MIN_VISIBLE = 0.4  # a shape less visible than this (occluded or outside the frame) is marked "ignore" in the gt
