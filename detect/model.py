@@ -1,16 +1,9 @@
-"""Faster R-CNN with a ResNet-FPN backbone of any depth, built from the `model` config group.
-
-Weights come from three places, all loaded with `weights_only=True`:
-- a torchvision weight enum name (`COCO_V1` for the detector, `IMAGENET1K_V1` for a backbone), downloaded once;
-- a checkpoint written by train.py (its class names and category ids travel with it);
-- a plain state_dict, torchvision's `fasterrcnn_resnet50_fpn` one included (COCO classes then).
-"""
+"""Faster R-CNN with a ResNet-FPN backbone of any depth, built from the `model` config group, and the weights of
+`detect.weights` loaded into it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,85 +17,13 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detect.checkpoint import read_checkpoint, split_detector_checkpoint
 from detect.errors import DetectError
+from detect.weights import (COCO_CLASSES, PREDICTOR_PREFIX, Classes, DetectorWeights, match_predictor_rows,
+                            read_backbone_weights, read_detector_weights)
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 NORMS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "sync_bn": nn.BatchNorm2d}
-# torchvision publishes a COCO-trained Faster R-CNN for R50-FPN only.
-DETECTOR_WEIGHT_ENUMS = {"resnet50": torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights}
-COCO_CLASS_NAMES = list(DETECTOR_WEIGHT_ENUMS["resnet50"].COCO_V1.meta["categories"][1:])  # label i = COCO id i
-PREDICTOR_PREFIX = "roi_heads.box_predictor."
-
-
-@dataclass
-class Classes:
-    """Foreground classes: label `i` (1-based; 0 is background) is `names[i-1]` with dataset id `category_ids[i-1]`."""
-
-    names: list[str]
-    category_ids: list[int]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-COCO_CLASSES = Classes(COCO_CLASS_NAMES, list(range(1, len(COCO_CLASS_NAMES) + 1)))
-
-
-@dataclass
-class DetectorWeights:
-    """A detector state_dict and, when the source says so, the classes it was trained on."""
-
-    state_dict: dict[str, torch.Tensor]
-    classes: Classes | None
-    source: str
-    model_config: dict[str, Any] | None = None  # the `model` config a checkpoint of train.py was trained with
-
-    @property
-    def num_classes(self) -> int:
-        """Classes of the box predictor, background included."""
-        return self.state_dict[PREDICTOR_PREFIX + "cls_score.weight"].shape[0]
-
-
-def _is_enum_name(spec: str) -> bool:
-    return not Path(spec).suffix and "/" not in spec and not Path(spec).exists()
-
-
-def _download_state_dict(weights: torchvision.models.WeightsEnum) -> dict[str, torch.Tensor]:
-    try:
-        return weights.get_state_dict(progress=True)
-    except Exception as error:  # URLError, HTTPError, socket errors ... all mean the same to the user
-        raise DetectError(
-            f"could not download torchvision weights {weights} ({error}); offline, pass a local file instead"
-        ) from error
-
-
-def _weight_enum(enum_class: type[torchvision.models.WeightsEnum], name: str, key: str) -> torchvision.models.WeightsEnum:
-    try:
-        return enum_class[name]
-    except KeyError:
-        allowed = ", ".join(["DEFAULT", *enum_class.__members__])
-        raise DetectError(f"{key}={name!r} is not a {enum_class.__name__} name; choose one of {allowed} or a file path") from None
-
-
-def read_detector_weights(spec: str, backbone_name: str) -> DetectorWeights:
-    """Read detector weights from a torchvision enum name, one of our checkpoints or a plain state_dict."""
-    if _is_enum_name(spec):
-        if backbone_name not in DETECTOR_WEIGHT_ENUMS:
-            raise DetectError(f"model.weights={spec!r}: torchvision has COCO detector weights for resnet50 only; "
-                              f"for {backbone_name} pass a local checkpoint file")
-        weights = _weight_enum(DETECTOR_WEIGHT_ENUMS[backbone_name], spec, "model.weights")
-        return DetectorWeights(_download_state_dict(weights), COCO_CLASSES, str(weights))
-    state_dict, meta = split_detector_checkpoint(read_checkpoint(spec))
-    classes = Classes(list(meta["class_names"]), list(meta["category_ids"])) if "class_names" in meta else None
-    model_config = meta.get("model") or None
-    if PREDICTOR_PREFIX + "cls_score.weight" not in state_dict:
-        raise DetectError(f"model.weights={spec} holds no Faster R-CNN box predictor "
-                          f"({PREDICTOR_PREFIX}cls_score.weight); pass a detector checkpoint, not a backbone")
-    weights = DetectorWeights(state_dict, classes, str(spec), model_config)
-    if classes is None and weights.num_classes == len(COCO_CLASSES) + 1:
-        weights.classes = COCO_CLASSES  # torchvision's COCO layout: 91 outputs, label = COCO category id
-    return weights
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # trainable_layers counts from layer4; stem: conv1 + bn1
 
 
 def _first_mismatch(error: RuntimeError) -> str:
@@ -111,10 +32,30 @@ def _first_mismatch(error: RuntimeError) -> str:
     return lines[0] if lines else str(error).splitlines()[0]
 
 
-def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True) -> BackboneWithFPN:
+def frozen_stages(trainable_layers: int) -> list[str]:
+    """The ResNet stages `trainable_layers` (0-5, counted from layer4) leaves frozen, stem first."""
+    return list(STAGES[:len(STAGES) - trainable_layers])
+
+
+def freeze_batch_norms(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm2d in it (itself included) turned into a FrozenBatchNorm2d of the same statistics
+    and affine: a frozen stage keeps its normalisation fixed in training too (Detectron2's freeze)."""
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            getattr(frozen, key).copy_(getattr(module, key).detach())
+        return frozen
+    for name, child in module.named_children():
+        setattr(module, name, freeze_batch_norms(child))
+    return module
+
+
+def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True,
+                   state_dict: Mapping[str, torch.Tensor] | None = None) -> BackboneWithFPN:
     """A torchvision ResNet with an FPN on layers 1-4 plus a max-pool level, as torchvision's R50-FPN.
 
-    With `load_weights`, the ResNet starts from `cfg["weights"]` (ImageNet); without, from random weights.
+    The ResNet starts from `state_dict` when given, else with `load_weights` from `cfg["weights"]` (ImageNet), else
+    from random weights. Frozen stages have frozen batch norms whatever the norm.
     """
     name, norm, trainable = cfg["name"], cfg["norm"], int(cfg["trainable_layers"])
     if name not in BACKBONES:
@@ -125,22 +66,21 @@ def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True) -> Backbon
         raise DetectError(f"model.backbone.trainable_layers={trainable} is out of range; choose 0 to 5")
 
     resnet = torchvision.models.get_model(name, weights=None, norm_layer=NORMS[norm])
-    weights = cfg.get("weights") if load_weights else None
-    if weights and _is_enum_name(weights):
-        enum = _weight_enum(torchvision.models.get_model_weights(name), weights, "model.backbone.weights")
-        resnet.load_state_dict(_download_state_dict(enum))
-    elif weights:
+    source = cfg.get("weights")
+    if state_dict is None and load_weights and source:
+        state_dict, source = read_backbone_weights(source, name)
+    if state_dict is not None:
         try:
-            missing, unexpected = resnet.load_state_dict(read_checkpoint(weights), strict=False)
+            missing, unexpected = resnet.load_state_dict(state_dict, strict=False)
         except RuntimeError as error:  # tensor shapes that differ: another depth
-            raise DetectError(f"model.backbone.weights={weights} is not a {name} state_dict ({_first_mismatch(error)})") from None
+            raise DetectError(f"model.backbone.weights={source} is not a {name} state_dict ({_first_mismatch(error)})") from None
         if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
-            raise DetectError(f"model.backbone.weights={weights} is not a {name} state_dict "
+            raise DetectError(f"model.backbone.weights={source} is not a {name} state_dict "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
-    trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable] + (["bn1"] if trainable == 5 else [])
-    for param_name, param in resnet.named_parameters():
-        param.requires_grad_(param_name.startswith(tuple(trained)))
+    for stage in frozen_stages(trainable):
+        for name in ("conv1", "bn1") if stage == "stem" else (stage,):
+            setattr(resnet, name, freeze_batch_norms(getattr(resnet, name).requires_grad_(False)))
 
     stage2_channels = resnet.inplanes // 8  # 64 for basic blocks (R18/34), 256 for bottlenecks
     backbone = BackboneWithFPN(
@@ -156,13 +96,15 @@ def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True) -> Backbon
 
 
 def build_model(cfg: Mapping[str, Any], num_classes: int, weights: DetectorWeights | None = None,
-                pretrained_backbone: bool = True) -> FasterRCNN:
+                pretrained_backbone: bool = True, backbone_weights: Mapping[str, torch.Tensor] | None = None) -> FasterRCNN:
     """torchvision's FasterRCNN from the `model` config; `num_classes` counts the background class.
 
-    With `weights`, everything is loaded from them but the box predictor when its class count differs, and the
-    backbone's ImageNet weights are not read. `pretrained_backbone=False` skips those too (a resumed run).
+    With `weights`, everything is loaded from them (the box predictor as `load_detector_weights` says), and the
+    backbone's ImageNet weights are not read. Else the backbone starts from `backbone_weights` when given, else from
+    `model.backbone.weights` unless `pretrained_backbone` is false (a resumed run).
     """
-    backbone = build_backbone(cfg["backbone"], load_weights=pretrained_backbone and weights is None)
+    backbone = build_backbone(cfg["backbone"], load_weights=pretrained_backbone and weights is None,
+                              state_dict=backbone_weights)
     anchor_sizes = tuple((int(size),) for size in cfg["anchor_sizes"])
     aspect_ratios = (tuple(float(r) for r in cfg["aspect_ratios"]),) * len(anchor_sizes)
     min_size = cfg["min_size"]
@@ -200,22 +142,21 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, weights: DetectorWeigh
     return model
 
 
-def load_detector_weights(model: FasterRCNN, weights: DetectorWeights) -> None:
-    """Load `weights` into `model`; a box predictor for another class count is left as initialised."""
-    state_dict = weights.state_dict
-    if weights.num_classes != model.roi_heads.box_predictor.cls_score.out_features:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(PREDICTOR_PREFIX)}
+def load_detector_weights(model: FasterRCNN, weights: DetectorWeights, classes: Classes | None = None) -> str | None:
+    """Load `weights` into `model` (trained on `classes` when known): rows of the box predictor are matched by class
+    name (`detect.weights.match_predictor_rows`). Returns what became of the predictor (None: loaded as it is)."""
+    initialised = {PREDICTOR_PREFIX + k: v for k, v in model.roi_heads.box_predictor.state_dict().items()}
     hint = "check model/backbone, model.backbone.fpn_channels and model.roi.representation_size"
     try:
+        state_dict, predictor = match_predictor_rows(weights, classes, initialised)
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # tensor shapes that differ
         raise DetectError(f"weights {weights.source} do not fit this model ({_first_mismatch(error)}); {hint}") from None
-    kept_predictor = len(state_dict) == len(weights.state_dict)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")
-               and (kept_predictor or not k.startswith(PREDICTOR_PREFIX))]
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise DetectError(f"weights {weights.source} do not fit this model "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {hint}")
+    return predictor
 
 
 def build_detector(weights: str | None, model_cfg: Mapping[str, Any], num_classes: int = len(COCO_CLASSES) + 1,

@@ -17,7 +17,7 @@ from detect.config import check_train_config
 from detect.data import CocoDataModule
 from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
-from detect.model import build_model, read_detector_weights
+from detect.initial_weights import resolve_initial_weights
 from detect.module import DetectionModule, log_images
 from detect.preemption import drop_logged_rows_from, newest_checkpoint
 
@@ -33,15 +33,15 @@ def _instantiate(node: DictConfig) -> object:
 
 
 @rank_zero_only
-def _print_header(cfg: DictConfig, datamodule: CocoDataModule) -> None:
+def _print_header(cfg: DictConfig, datamodule: CocoDataModule, model: DictConfig, weight_lines: list[str]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
-    model = cfg.model
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
         f"model Faster R-CNN {model.backbone.name}-FPN ({model.backbone.fpn_channels} ch, norm {model.backbone.norm}),"
         f" images resized to short side {model.min_size}, long side <= {model.max_size}",
         f"data {len(datamodule.classes)} classes ({', '.join(datamodule.classes.names[:8])}"
         f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images from {datamodule.paths['val_json']}",
+        *weight_lines,
     ]
     if train is not None:
         lines.append(f"train {len(train)} images from {datamodule.paths['train_json']}: {train.num_crowd} crowd "
@@ -72,21 +72,20 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         drop_logged_rows_from(output_dir / "csv" / "metrics.csv", step)
         rank_zero_only(print)(f"resuming {cfg.resume} from {cfg.ckpt_path} (step {step})")
 
+    initial = resolve_initial_weights(cfg)  # before any data work: a missing download or a bad file fails first
     datamodule: CocoDataModule = _instantiate(cfg.data)
     datamodule.setup("fit" if cfg.mode == "fit" else "validate")
     classes = datamodule.classes
-    weights_spec = cfg.ckpt_path if cfg.mode == "evaluate" else cfg.model.weights
-    weights = read_detector_weights(weights_spec, cfg.model.backbone.name) if weights_spec else None
-    if cfg.mode == "evaluate" and weights.classes is not None and weights.classes != classes:
-        raise DetectError(f"ckpt_path={cfg.ckpt_path} was trained on categories {weights.classes.category_ids} "
+    trained_on = initial.detector.classes if cfg.mode == "evaluate" else None
+    if trained_on is not None and trained_on != classes:
+        raise DetectError(f"ckpt_path={cfg.ckpt_path} was trained on categories {trained_on.category_ids} "
                           f"but the val set has {classes.category_ids}; evaluate it on its own dataset")
-    resuming = cfg.mode == "fit" and cfg.ckpt_path  # the checkpoint brings every weight: no ImageNet download
-    model = build_model(cfg.model, num_classes=len(classes) + 1, weights=weights, pretrained_backbone=not resuming)
+    model = initial.build(classes)
 
     module = DetectionModule(
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
-        model_config=OmegaConf.to_container(cfg.model, resolve=True), output_dir=output_dir,
+        model_config=initial.model_config, output_dir=output_dir,
         val_files={key: str(datamodule.paths[key].resolve()) for key in ("val_json", "val_images")}, plots=cfg.plots,
     )
     trainer: L.Trainer = instantiate(
@@ -95,7 +94,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         if cfg.plots and trainer.is_global_zero:
