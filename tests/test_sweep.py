@@ -82,7 +82,7 @@ def test_sweep_records_a_failed_trial_reports_and_resumes(tmp_path: Path, synthe
     with open(tmp_path / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["number"], row["state"]) for row in rows] == [("0", "COMPLETE"), ("1", "FAIL")]
-    assert {"optim.lr", "optim.weight_decay", "model.anchor_sizes", "model.backbone.trainable_layers"} <= set(rows[0])
+    assert {"optim.lr", "optim.weight_decay", "model.anchor_sizes", "scheduler.warmup_steps"} <= set(rows[0])
     assert "| 1 | FAIL |" in (tmp_path / "trials.md").read_text()
     for name in ("history.png", "importances.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -95,7 +95,7 @@ def test_sweep_records_a_failed_trial_reports_and_resumes(tmp_path: Path, synthe
     check_train_config(cfg)
     assert cfg.optim.lr == pytest.approx(trials[0].params["optim.lr"])
     assert list(cfg.model.anchor_sizes) == OmegaConf.create(f"a: {trials[0].params['model.anchor_sizes']}").a
-    assert cfg.model.backbone.trainable_layers == trials[0].params["model.backbone.trainable_layers"]
+    assert cfg.scheduler.warmup_steps == trials[0].params["scheduler.warmup_steps"]
     assert cfg.trainer.max_steps == 6 and "model_checkpoint" in cfg.callbacks  # the sweep-only overrides left out
 
     main(args)  # the same command again: the same study grows by two trials, with new draws

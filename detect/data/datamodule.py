@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 from detect.data.checks import BAD_IMAGE_POLICIES
 from detect.data.coco import CocoDetection, train_transforms
 from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
-from detect.data.synthetic import write_synthetic_coco
+from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
 from detect.errors import DetectError, check_choice
 from detect.model import Classes
 
@@ -105,8 +105,9 @@ class SyntheticDataModule(CocoDataModule):
 
     def __init__(self, cache_dir: str | None = None, num_train: int = 2000, num_val: int = 200,
                  image_size: Sequence[int] = (112, 160), max_objects: int = 4,
-                 object_sizes: Sequence[int] = (16, 56), **loader_options: Any) -> None:
+                 object_sizes: Sequence[int] = (16, 56), shapes: Sequence[str] = DEMO_SHAPES,
+                 **loader_options: Any) -> None:
         paths = write_synthetic_coco(cache_dir, seed=loader_options.get("seed", 0), num_train=num_train,
                                      num_val=num_val, image_size=tuple(image_size), max_objects=max_objects,
-                                     object_sizes=tuple(object_sizes))
+                                     object_sizes=tuple(object_sizes), shapes=tuple(shapes))
         super().__init__(**{key: str(path) for key, path in paths.items()}, **loader_options)

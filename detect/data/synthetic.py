@@ -10,16 +10,22 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detect.errors import check_choice
+
 # Category ids with a gap, as COCO's, so the id <-> contiguous label mapping is exercised by the demo too.
 CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}, {"id": 4, "name": "triangle"}]
+DEMO_SHAPES = tuple(category["name"] for category in CATEGORIES)
+# Shapes the demo never draws: new tasks to fine-tune it on (data.shapes; docs/BENCHMARKS.md, transfer).
+NEW_CATEGORIES = [{"id": 5, "name": "ring"}, {"id": 6, "name": "cross"}, {"id": 7, "name": "diamond"}]
 # Each shape has its own hue range (OpenCV hue, 0-179) so colour and shape both carry the class.
-HUE_RANGES = {"square": (0, 30), "disc": (60, 90), "triangle": (110, 140)}
+HUE_RANGES = {"square": (0, 30), "disc": (60, 90), "triangle": (110, 140), "ring": (35, 55), "cross": (92, 108),
+              "diamond": (145, 175)}
 
 
 def default_cache_dir() -> Path:
@@ -29,13 +35,19 @@ def default_cache_dir() -> Path:
 
 def draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: tuple[int, ...]) -> list[float]:
     """Draw one filled shape with its top-left corner at (x, y); return its tight COCO box [x, y, w, h]."""
+    half, end = size // 2, size - 1
     if name == "square":
-        cv2.rectangle(image, (x, y), (x + size - 1, y + size - 1), color, thickness=-1)
-    elif name == "disc":
-        r = size // 2
-        cv2.circle(image, (x + r, y + r), r, color, thickness=-1, lineType=cv2.LINE_AA)
+        cv2.rectangle(image, (x, y), (x + end, y + end), color, thickness=-1)
+    elif name in ("disc", "ring"):
+        thickness = -1 if name == "disc" else max(2, size // 6)
+        cv2.circle(image, (x + half, y + half), half - max(0, thickness) // 2, color, thickness, lineType=cv2.LINE_AA)
+    elif name == "cross":
+        bar = max(2, size // 4)
+        cv2.rectangle(image, (x + half - bar // 2, y), (x + half + bar // 2, y + end), color, thickness=-1)
+        cv2.rectangle(image, (x, y + half - bar // 2), (x + end, y + half + bar // 2), color, thickness=-1)
     else:
-        points = np.array([[x + size // 2, y], [x, y + size - 1], [x + size - 1, y + size - 1]], dtype=np.int32)
+        corners = {"triangle": [[half, 0], [0, end], [end, end]], "diamond": [[half, 0], [end, half], [half, end], [0, half]]}
+        points = np.array(corners[name], dtype=np.int32) + np.array([x, y], dtype=np.int32)
         cv2.fillPoly(image, [points], color, lineType=cv2.LINE_AA)
     return [float(x), float(y), float(size), float(size)]
 
@@ -55,14 +67,14 @@ def shape_color(rng: np.random.Generator, name: str) -> tuple[int, ...]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int,
-                object_sizes: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
-    """One BGR image and its (category id, box) list; 1 in 10 images has no object."""
+def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int, object_sizes: tuple[int, int],
+                categories: list[dict]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
+    """One BGR image and its (category id, box) list of shapes of `categories`; 1 in 10 images has no object."""
     image = textured_background(rng, width, height)
     objects = []
     count = 0 if rng.random() < 0.1 else int(rng.integers(1, max_objects + 1))
     for _ in range(count):
-        category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+        category = categories[int(rng.integers(len(categories)))]
         size = int(rng.integers(object_sizes[0], min(object_sizes[1], width, height) + 1))
         x, y = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
         color = shape_color(rng, category["name"])
@@ -71,39 +83,46 @@ def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: 
 
 
 def _write_split(folder: Path, split: str, rng: np.random.Generator, count: int, image_size: tuple[int, int],
-                 max_objects: int, object_sizes: tuple[int, int]) -> None:
+                 max_objects: int, object_sizes: tuple[int, int], categories: list[dict]) -> None:
     (folder / split).mkdir(parents=True)
     images, annotations = [], []
     min_side, max_side = image_size
     for image_id in range(1, count + 1):
         width, height = (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
-        image, objects = _make_image(rng, width, height, max_objects, object_sizes)
+        image, objects = _make_image(rng, width, height, max_objects, object_sizes, categories)
         file_name = f"{image_id:06d}.png"
         cv2.imwrite(str(folder / split / file_name), image)
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
         for category_id, box in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
                                 "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
-    coco = {"images": images, "annotations": annotations, "categories": CATEGORIES}
+    coco = {"images": images, "annotations": annotations, "categories": categories}
     (folder / f"{split}.json").write_text(json.dumps(coco))
 
 
 def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num_train: int = 2000,
                          num_val: int = 200, image_size: tuple[int, int] = (112, 160), max_objects: int = 4,
-                         object_sizes: tuple[int, int] = (16, 56)) -> dict[str, Path]:
+                         object_sizes: tuple[int, int] = (16, 56), shapes: Sequence[str] = DEMO_SHAPES) -> dict[str, Path]:
     """Write (once) a synthetic COCO dataset and return its paths: train_json, train_images, val_json, val_images.
 
-    `image_size` is the (min, max) of each image side; `object_sizes` the (min, max) shape side in pixels.
+    `image_size` is the (min, max) of each image side; `object_sizes` the (min, max) shape side in pixels; `shapes`
+    the classes drawn (names in CATEGORIES or NEW_CATEGORIES).
     The folder name hashes every argument, and the folder appears by an atomic rename, so parallel
     processes (DDP ranks) may call this at once.
     """
     params = dict(seed=seed, num_train=num_train, num_val=num_val, image_size=list(image_size),
                   max_objects=max_objects, object_sizes=list(object_sizes), version=1)
+    known = CATEGORIES + NEW_CATEGORIES
+    for shape in shapes:
+        check_choice("data.shapes", shape, [category["name"] for category in known])
+    categories = [category for category in known if category["name"] in shapes]
+    if tuple(shapes) != DEMO_SHAPES:  # the demo's folder name stays what it was before shapes could be chosen
+        params["shapes"] = list(shapes)
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
-        _write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes)
-        _write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes)
+        _write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes, categories)
+        _write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes, categories)
 
     folder = cached_folder(cache_dir, "synthetic", params, "val.json", write)
     return {"train_json": folder / "train.json", "train_images": folder / "train",
