@@ -70,7 +70,8 @@ def resolve_initial_weights(cfg: DictConfig) -> InitialWeights:
 def _initial_weights(model_cfg: dict[str, Any]) -> InitialWeights:
     spec, backbone = model_cfg["weights"], model_cfg["backbone"]
     name = backbone["name"]
-    instead = "train from scratch with model.weights=null" + (" model.backbone.weights=null" if backbone["weights"] else "")
+    instead = "train from scratch with model.weights=null" + (
+        " model.backbone.weights=null" if backbone["weights"] else "")
     resolved = (COCO_DETECTOR if name in DETECTOR_WEIGHT_ENUMS else IMAGENET) if spec == PRETRAINED else spec
     what = f"model.weights={spec}" + (f" ({name}: {resolved})" if resolved != spec else "")
     if resolved and resolved != IMAGENET:

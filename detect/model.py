@@ -96,7 +96,8 @@ def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True,
 
 
 def build_model(cfg: Mapping[str, Any], num_classes: int, weights: DetectorWeights | None = None,
-                pretrained_backbone: bool = True, backbone_weights: Mapping[str, torch.Tensor] | None = None) -> FasterRCNN:
+                pretrained_backbone: bool = True,
+                backbone_weights: Mapping[str, torch.Tensor] | None = None) -> FasterRCNN:
     """torchvision's FasterRCNN from the `model` config; `num_classes` counts the background class.
 
     With `weights`, everything is loaded from them (the box predictor as `load_detector_weights` says), and the

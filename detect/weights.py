@@ -68,7 +68,8 @@ def weight_enum(enum_class: type[WeightsEnum], name: str, key: str) -> WeightsEn
         return enum_class[name]
     except KeyError:
         allowed = ", ".join(["DEFAULT", *(member for member in enum_class.__members__ if member != "DEFAULT")])
-        raise DetectError(f"{key}={name!r} is not a {enum_class.__name__} name; choose one of {allowed} or a file path") from None
+        raise DetectError(f"{key}={name!r} is not a {enum_class.__name__} name; choose one of {allowed} "
+                          "or a file path") from None
 
 
 def hub_file(weights: WeightsEnum) -> Path:
@@ -95,8 +96,8 @@ def torchvision_state_dict(weights: WeightsEnum, what: str, instead: str) -> dic
         if not isinstance(state_dict, dict):
             raise TypeError(f"it holds a {type(state_dict).__name__}, not a state_dict")
     except Exception as error:  # truncated or foreign files raise several types
-        raise DetectError(f"{what}: the cached file {path} is corrupt ({type(error).__name__}: "
-                          f"{error}); delete it to download it again from {weights.url}, or put a good copy there") from None
+        raise DetectError(f"{what}: the cached file {path} is corrupt ({type(error).__name__}: {error}); "
+                          f"delete it to download it again from {weights.url}, or put a good copy there") from None
     return state_dict
 
 
@@ -147,13 +148,14 @@ def match_predictor_rows(weights: DetectorWeights, classes: Classes | None,
     if (named and weights.classes.names == classes.names) or (not named and weights.num_classes == count):
         return weights.state_dict, None
     state_dict = {k: v for k, v in weights.state_dict.items() if not k.startswith(PREDICTOR_PREFIX)}
+    counts = f"{weights.num_classes - 1} -> {count - 1} classes"
     if not named:
-        return state_dict | initialised, f"box predictor initialised ({weights.num_classes - 1} -> {count - 1} classes)"
+        return state_dict | initialised, f"box predictor initialised ({counts})"
     source_names = weights.classes.names
     kept = [name for name in classes.names if name in source_names]
     lists = f"(weights: {_names(weights.classes)}; this run: {_names(classes)})"
     if not kept:
-        return state_dict | initialised, f"box predictor initialised: no class of this run in the weights {lists}"
+        return state_dict | initialised, f"box predictor initialised ({counts}, none of the same name) {lists}"
     source_labels = {0: 0} | {label: source_names.index(name) + 1 for label, name in enumerate(classes.names, 1)
                               if name in source_names}
     for key, value in initialised.items():
@@ -162,7 +164,7 @@ def match_predictor_rows(weights: DetectorWeights, classes: Classes | None,
         for label, source_label in source_labels.items():
             state_dict[key][label * rows:(label + 1) * rows] = \
                 weights.state_dict[key][source_label * rows:(source_label + 1) * rows]
-    return state_dict, (f"box predictor: rows of the background and {', '.join(kept)} kept, "
+    return state_dict, (f"box predictor ({counts}): rows of the background and {', '.join(kept)} kept, "
                         f"{count - 1 - len(kept)} initialised {lists}")
 
 

@@ -67,7 +67,7 @@ def test_fine_tuning_a_checkpoint_on_other_classes_beats_training_from_scratch(
     result = train_py([*task, f"model.weights={checkpoint}"], tmp_path / "fine_tuned")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"weights: the whole detector from {checkpoint}" in result.stdout
-    assert ("weights: box predictor initialised: no class of this run in the weights (weights: square, disc, "
+    assert ("weights: box predictor initialised (3 -> 2 classes, none of the same name) (weights: square, disc, "
             "triangle; this run: ring, cross)") in result.stdout
     stats = {"fine-tuned": json.loads((tmp_path / "fine_tuned" / "eval" / "metrics.json").read_text())["stats"],
              "scratch": run(compose_train([*task, "model.weights=null"], tmp_path / "scratch"))}

@@ -62,9 +62,11 @@ def test_pretrained_is_the_coco_detector_for_r50_read_from_the_cache_file(tmp_pa
     model = initial.build(CLASSES)
     assert offline == []  # found in the cache: no download, no connection
     assert f"weights: the whole detector from torchvision {weights} ({path})" in initial.lines
-    assert any("box predictor initialised: no class of this run in the weights (weights: person" in line and
-               "this run: square, disc, triangle" in line for line in initial.lines)
-    assert "weights: backbone stages frozen: stem, layer1 (model.backbone.trainable_layers=3); norm frozen_bn" in initial.lines
+    assert any(line.startswith("weights: box predictor initialised (90 -> 3 classes, none of the same name) "
+                               "(weights: person, bicycle") and "this run: square, disc, triangle" in line
+               for line in initial.lines)
+    assert ("weights: backbone stages frozen: stem, layer1 (model.backbone.trainable_layers=3); norm frozen_bn"
+            in initial.lines)
     assert torch.equal(model.backbone.body.layer3[0].conv1.weight, reference.backbone.body.layer3[0].conv1.weight)
     assert torch.equal(model.rpn.head.conv[0][0].weight, reference.rpn.head.conv[0][0].weight)
     assert model.roi_heads.box_predictor.cls_score.out_features == 4
@@ -94,7 +96,8 @@ def test_a_missing_download_fails_first_in_one_line(tmp_path: Path, offline: lis
     with pytest.raises(DetectError) as error:  # the data paths do not exist either: the weights were checked first
         run(compose_train([*custom_data(tmp_path), "model/backbone=resnet50"], tmp_path / "run"))
     message = str(error.value)
-    assert message.startswith(f"model.weights=pretrained (resnet50: COCO_V1) needs {url}, which could not be downloaded")
+    assert message.startswith(f"model.weights=pretrained (resnet50: COCO_V1) needs {url}, which could not be "
+                              "downloaded")
     assert f"place that file at {cache_file(tmp_path / 'torch', url)} " in message
     assert message.endswith("or train from scratch with model.weights=null") and "\n" not in message
     assert len(offline) == 1
@@ -108,9 +111,10 @@ def test_a_missing_download_fails_first_in_one_line(tmp_path: Path, offline: lis
 
 def test_from_scratch_trains_every_stage_with_batch_norm(tmp_path: Path, offline: list[str]) -> None:
     initial = resolve_initial_weights(compose_train([*custom_data(tmp_path), "model.weights=null"]))
-    assert initial.model_config["backbone"]["trainable_layers"] == 5 and initial.model_config["backbone"]["norm"] == "bn"
-    assert initial.lines[1] == ("weights: from scratch, so model.backbone.trainable_layers 3 -> 5 and norm frozen_bn -> bn "
-                                "(a frozen random stage never learns, an unloaded frozen_bn normalises nothing)")
+    backbone = initial.model_config["backbone"]
+    assert backbone["trainable_layers"] == 5 and backbone["norm"] == "bn"
+    assert initial.lines[1] == ("weights: from scratch, so model.backbone.trainable_layers 3 -> 5 and norm frozen_bn "
+                                "-> bn (a frozen random stage never learns, an unloaded frozen_bn normalises nothing)")
     assert offline == []
 
 
@@ -142,8 +146,8 @@ def test_a_checkpoint_brings_its_model_config_and_classes_are_matched_by_name(tm
     assert torch.equal(predictor.cls_score.weight[[0, 1]], source["roi_heads.box_predictor.cls_score.weight"][[0, 2]])
     assert torch.equal(predictor.bbox_pred.bias[4:8], source["roi_heads.box_predictor.bbox_pred.bias"][8:12])
     assert not torch.equal(predictor.cls_score.weight[2], source["roi_heads.box_predictor.cls_score.weight"][3])
-    assert initial.lines[-1] == ("weights: box predictor: rows of the background and disc kept, 1 initialised "
-                                 "(weights: square, disc, triangle; this run: disc, ring)")
+    assert initial.lines[-1] == ("weights: box predictor (3 -> 2 classes): rows of the background and disc kept, "
+                                 "1 initialised (weights: square, disc, triangle; this run: disc, ring)")
 
 
 def test_unnamed_weights_keep_the_predictor_only_for_the_same_class_count() -> None:
@@ -152,5 +156,7 @@ def test_unnamed_weights_keep_the_predictor_only_for_the_same_class_count() -> N
     weights = DetectorWeights(source, None, "plain.pth")
     same = build_model(cfg, num_classes=4)
     assert load_detector_weights(same, weights, CLASSES) is None
-    assert torch.equal(same.roi_heads.box_predictor.cls_score.weight, source["roi_heads.box_predictor.cls_score.weight"])
-    assert load_detector_weights(build_model(cfg, num_classes=3), weights) == "box predictor initialised (3 -> 2 classes)"
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(same.roi_heads.box_predictor.cls_score.weight, source[key])
+    unnamed = load_detector_weights(build_model(cfg, num_classes=3), weights)
+    assert unnamed == "box predictor initialised (3 -> 2 classes)"

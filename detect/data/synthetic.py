@@ -46,7 +46,8 @@ def draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: t
         cv2.rectangle(image, (x + half - bar // 2, y), (x + half + bar // 2, y + end), color, thickness=-1)
         cv2.rectangle(image, (x, y + half - bar // 2), (x + end, y + half + bar // 2), color, thickness=-1)
     else:
-        corners = {"triangle": [[half, 0], [0, end], [end, end]], "diamond": [[half, 0], [end, half], [half, end], [0, half]]}
+        corners = {"triangle": [[half, 0], [0, end], [end, end]],
+                   "diamond": [[half, 0], [end, half], [half, end], [0, half]]}
         points = np.array(corners[name], dtype=np.int32) + np.array([x, y], dtype=np.int32)
         cv2.fillPoly(image, [points], color, lineType=cv2.LINE_AA)
     return [float(x), float(y), float(size), float(size)]
@@ -102,7 +103,8 @@ def _write_split(folder: Path, split: str, rng: np.random.Generator, count: int,
 
 def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num_train: int = 2000,
                          num_val: int = 200, image_size: tuple[int, int] = (112, 160), max_objects: int = 4,
-                         object_sizes: tuple[int, int] = (16, 56), shapes: Sequence[str] = DEMO_SHAPES) -> dict[str, Path]:
+                         object_sizes: tuple[int, int] = (16, 56),
+                         shapes: Sequence[str] = DEMO_SHAPES) -> dict[str, Path]:
     """Write (once) a synthetic COCO dataset and return its paths: train_json, train_images, val_json, val_images.
 
     `image_size` is the (min, max) of each image side; `object_sizes` the (min, max) shape side in pixels; `shapes`
