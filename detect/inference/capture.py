@@ -57,7 +57,7 @@ def quiet_opencv() -> Iterator[None]:
 
 
 def open_capture(target: str | int, what: str, hint: str, timeout_s: float | None = None) -> cv2.VideoCapture:
-    """An open capture of `target`, or a DetectError naming `what`; `timeout_s` bounds FFmpeg's open and reads (URLs)."""
+    """An open capture of `target`, or a DetectError naming `what`; `timeout_s` bounds FFmpeg's open and reads."""
     params = []
     if timeout_s is not None:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
@@ -26,14 +25,14 @@ from detect.config import CONFIG_DIR, check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
-from detect.inference.result import Result
+from detect.inference.image_input import ImageInput, read_image
 from detect.inference.multisource import ReaderOptions, interleave, open_readers
+from detect.inference.result import Result
 from detect.inference.source_list import parse_sources
 from detect.inference.sources import Frame, FrameReader
 from detect.inference.tracking import Tracker
 from detect.timing import DeviceTimer
 
-ImageInput = str | Path | np.ndarray
 SourceInput = str | int | Path | FrameReader
 TrackerInput = str | Mapping[str, Any] | Tracker | None
 RECONNECT_S = 60.0  # a live source that drops is reopened for this long (infer.yaml's reconnect)
@@ -164,16 +163,17 @@ class Detector:
                         for output in outputs]
         ms = {stage: timer.elapsed_ms for stage, timer in self._timers.items()}
         return [Result(boxes, scores, labels, self.backend.classes, frame.image, frame.index, frame.name,
-                       {"decode": frame.decode_ms, **ms}, started) for frame, (boxes, labels, scores) in zip(frames, kept)]
+                       {"decode": frame.decode_ms, **ms}, started)
+                for frame, (boxes, labels, scores) in zip(frames, kept, strict=True)]
 
     def __call__(self, images: ImageInput | Iterable[ImageInput]) -> Result | list[Result]:
         """Results for an image path or a BGR array (OpenCV's), or a list of results for a list of either."""
         if isinstance(images, (str, Path, np.ndarray)):
-            pixels, name, decode_ms = _read_image(images)
+            pixels, name, decode_ms = read_image(images)
             return self.predict(pixels, 0, name, decode_ms)
         results = []
         for index, image in enumerate(images):
-            pixels, name, decode_ms = _read_image(image)
+            pixels, name, decode_ms = read_image(image)
             results.append(self.predict(pixels, index, name, decode_ms))
         return results
 
@@ -227,28 +227,3 @@ def check_filters(score_threshold: float = 0.0, max_det: int | None = None) -> N
         raise DetectError(f"score_threshold={score_threshold} must be in [0, 1)")
     if max_det is not None and max_det < 1:
         raise DetectError(f"max_det={max_det} must be >= 1 (or null: every detection above the score threshold)")
-
-
-def as_bgr(image: np.ndarray) -> np.ndarray:
-    """A uint8 array as HxWx3 BGR: grayscale (HxW or HxWx1) repeated into three channels, BGRA without its alpha
-    (as OpenCV's imread with IMREAD_COLOR reads such files); an empty or other array is one line."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise DetectError(f"an image array must be uint8 BGR (HxWx3, OpenCV's), grayscale (HxW) or BGRA (HxWx4); "
-                          f"got {image.dtype} {image.shape}")
-    if image.size == 0:
-        raise DetectError(f"the image array is empty (shape {image.shape}); pass an image with pixels")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image
-
-
-def _read_image(image: ImageInput) -> tuple[np.ndarray, str, float]:
-    """(BGR pixels, name, decode ms) of an image path or array."""
-    if isinstance(image, np.ndarray):
-        return as_bgr(image), "array", 0.0
-    start = time.perf_counter()
-    pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if pixels is None:
-        problem = "does not exist" if not Path(image).exists() else "is not an image OpenCV reads"
-        raise DetectError(f"image {image} {problem}; pass a jpg/png/... file or a BGR numpy array")
-    return pixels, Path(image).name, (time.perf_counter() - start) * 1000.0

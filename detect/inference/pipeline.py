@@ -137,7 +137,8 @@ def _run(cfg: DictConfig, readers: list[FrameReader | None], failed: list[dict[s
          interrupted: threading.Event, consumer: ResultConsumer | None) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     opened = [reader for reader in readers if reader is not None]
-    runs = [SourceRun(cfg, reader, folder, consumer) for reader, folder in zip(opened, source_folders(opened, output_dir))]
+    folders = source_folders(opened, output_dir)
+    runs = [SourceRun(cfg, reader, folder, consumer) for reader, folder in zip(opened, folders)]
     totals = [run.total for run in runs]
     bar = tqdm(total=None if None in totals else sum(totals), unit="frame", disable=not cfg.progress,
                dynamic_ncols=True)

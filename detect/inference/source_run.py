@@ -61,7 +61,8 @@ class SourceRun:
                 torch.cuda.reset_peak_memory_stats(detector.device)
         if self.sizes is None:
             input_size = detector.backend.input_size
-            self.sizes = (result.image.shape[:2], *(input_size(*result.image.shape[:2]) if input_size else (None, None)))
+            height, width = result.image.shape[:2]
+            self.sizes = ((height, width), *(input_size(height, width) if input_size else (None, None)))
         if self.previous_start is not None:  # the overlay's FPS: a moving average of the frame interval
             interval = (result.started - self.previous_start) * 1000.0
             self.frame_interval_ms = interval if self.frame_interval_ms is None else (
