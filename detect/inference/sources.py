@@ -91,6 +91,7 @@ class FrameReader:
         self.ready = ready
         self.failure: str | None = None
         self._ended = False
+        self._delivered_at = time.monotonic()  # when the live source last delivered a frame
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
         self._thread.start()
@@ -135,10 +136,11 @@ class FrameReader:
             self.capture.release()
             if self.reconnect <= 0 or self._stopping():
                 return False, None
-            start = time.monotonic()
             capture = reopen(lambda: TimedCapture(self._open(), self.read_timeout, self._stopping), self.reconnect,
                              self._stopping)
-            seconds = time.monotonic() - start
+            seconds = time.monotonic() - self._delivered_at  # from the last frame: a hung read's wait counts
+            if capture is None and self._stopping():  # the run ended meanwhile (Ctrl-C): no gap to report
+                return False, None
             self.gaps.append(Gap(index - 1, seconds, round(seconds * self.fps) if self.fps > 0 else None,
                                  capture is not None))
             state = f"back after {seconds:.1f} s" if capture else f"gave up after {seconds:.1f} s (reconnect)"
@@ -146,6 +148,7 @@ class FrameReader:
             if capture is None:
                 return False, None
             self.capture = capture
+        self._delivered_at = time.monotonic()
         return read
 
     def _decode(self) -> Iterator[tuple[str, np.ndarray | None, float]]:
