@@ -149,6 +149,18 @@ def test_bad_yolo_labels_skip_their_images_and_are_counted(tmp_path: Path) -> No
     assert all(line.startswith("data.yaml:train: ") for line in report.lines())
 
 
+def test_yolo_splits_as_txt_lists_and_roboflow_paths_read_the_same_images(tmp_path: Path) -> None:
+    root = write_yolo(tmp_path / "yolo")
+    plain = datamodule(["data=yolo", f"data.root={root}"], tmp_path)
+    (root / "train.txt").write_text("".join(f"./images/train/{name}\n" for name, _, _ in SPLITS["train"]))
+    (root / "data.yaml").write_text((root / "data.yaml").read_text().replace("path: .\n", "")
+                                    .replace("train: images/train", "train: train.txt")
+                                    .replace("val: images/val", "val: ../images/val"))  # as Roboflow writes it
+    listed = datamodule(["data=yolo", f"data.root={root}"], tmp_path)
+    for split in ("train", "val"):
+        assert_same_records(records(getattr(listed, f"{split}_set")), records(getattr(plain, f"{split}_set")))
+
+
 @pytest.mark.parametrize("problem, message", [
     ("no_yaml", "data.yaml does not exist"), ("no_names", "'names' must list the class names"),
     ("nc", "says nc: 5 but 'names' has 3 names"), ("no_val", "has no 'val' entry"),
