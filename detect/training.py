@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detect.analysis.history import plot_history
 from detect.checkpoint import AtomicCheckpointIO, read_checkpoint
-from detect.config import check_train_config
-from detect.data import CocoDataModule
+from detect.config import check_train_config, instantiate_node
+from detect.data import DetectionDataModule
 from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
 from detect.initial_weights import resolve_initial_weights
@@ -22,31 +21,23 @@ from detect.module import DetectionModule, log_images
 from detect.preemption import drop_logged_rows_from, newest_checkpoint
 
 
-def _instantiate(node: DictConfig) -> object:
-    """Hydra's instantiate, with our own DetectError raised as itself rather than wrapped in Hydra's."""
-    try:
-        return instantiate(node)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, DetectError):
-            raise error.__cause__ from None
-        raise
-
-
 @rank_zero_only
-def _print_header(cfg: DictConfig, datamodule: CocoDataModule, model: DictConfig, weight_lines: list[str]) -> None:
+def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig,
+                  weight_lines: list[str]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
         f"model Faster R-CNN {model.backbone.name}-FPN ({model.backbone.fpn_channels} ch, norm {model.backbone.norm}),"
         f" images resized to short side {model.min_size}, long side <= {model.max_size}",
         f"data {len(datamodule.classes)} classes ({', '.join(datamodule.classes.names[:8])}"
-        f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images from {datamodule.paths['val_json']}",
+        f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images, {val.num_boxes} boxes from "
+        f"{datamodule.source('val')}",
         *weight_lines,
     ]
     if train is not None:
-        lines.append(f"train {len(train)} images from {datamodule.paths['train_json']}: {train.num_crowd} crowd "
-                     f"boxes kept out of training, {train.num_degenerate} degenerate boxes dropped, "
-                     f"{train.num_empty_dropped} images without boxes dropped")
+        lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
+                     f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
+                     f"dropped, {train.num_empty_dropped} images without boxes dropped")
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr}, "
                      f"precision {cfg.trainer.precision}")
@@ -73,7 +64,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         rank_zero_only(print)(f"resuming {cfg.resume} from {cfg.ckpt_path} (step {step})")
 
     initial = resolve_initial_weights(cfg)  # before any data work: a missing download or a bad file fails first
-    datamodule: CocoDataModule = _instantiate(cfg.data)
+    datamodule: DetectionDataModule = instantiate_node(cfg.data)
     datamodule.setup("fit" if cfg.mode == "fit" else "validate")
     classes = datamodule.classes
     trained_on = initial.detector.classes if cfg.mode == "evaluate" else None
@@ -85,8 +76,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
     module = DetectionModule(
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
-        model_config=initial.model_config, output_dir=output_dir,
-        val_files={key: str(datamodule.paths[key].resolve()) for key in ("val_json", "val_images")}, plots=cfg.plots,
+        model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
