@@ -86,7 +86,8 @@ def test_fast_dev_run_for_every_backbone(backbone: str, synthetic_cache: Path, t
 
 
 def test_bad_input_is_one_readable_line(tmp_path: Path) -> None:
-    result = train_py(["data=custom", f"data.train_json={tmp_path}/missing.json", f"data.train_images={tmp_path}",
+    result = train_py(["data=custom", "model.weights=null", f"data.train_json={tmp_path}/missing.json",
+                       f"data.train_images={tmp_path}",
                        f"data.val_json={tmp_path}/missing.json", f"data.val_images={tmp_path}"], tmp_path / "run")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
