@@ -3,7 +3,8 @@ in eval mode: a list of float32 RGB 3xHxW tensors in 0..1 on the device -> per i
 `labels` (1..K) and `scores`.
 
 - `torch`: torchvision's Faster R-CNN from the `model` config and weights, batch norms folded into the
-  convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), autocast to fp16/bf16.
+  convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), fp16/bf16 (autocast: the
+  networks in half precision, anchors, box decoding and NMS in float32: `detect.half_precision`).
 - `onnxruntime`: a model written by `python -m detect.export` (chosen for `.onnx` weights).
 - `openvino`: an IR written by `python -m detect.export format=openvino` (chosen for `.xml` weights), or one converted
   from a checkpoint or a .onnx on first use and cached beside it; fp32, bf16 (a run-time hint) or int8 (NNCF).
@@ -23,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detect.device import PRECISIONS
 from detect.errors import DetectError, check_choice
+from detect.half_precision import float32_boxes
 from detect.model import COCO_CLASSES, Classes, build_detector
 
 DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
@@ -85,6 +87,7 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
     if options.compile:
         model.backbone = torch.compile(model.backbone, dynamic=False)
         model.rpn.head = torch.compile(model.rpn.head, dynamic=False)
+    float32_boxes(model)  # after compile: the casts run outside the compiled graphs
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a video keeps one size: the fastest kernels are found once
     dtype = PRECISIONS[options.precision]
