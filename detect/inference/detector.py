@@ -25,18 +25,13 @@ from detect.config import CONFIG_DIR, check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
+from detect.inference.preprocess import to_model_input
 from detect.inference.result import Result
 from detect.inference.sources import FrameReader
 from detect.inference.tracking import Tracker
 from detect.timing import DeviceTimer
 
 ImageInput = str | Path | np.ndarray
-
-
-def to_model_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """BGR uint8 HxWx3 pixels -> RGB float32 3xHxW in 0..1 on `device`; only the uint8 frame crosses to the device."""
-    pixels = torch.from_numpy(image).to(device, non_blocking=True)
-    return pixels.permute(2, 0, 1).flip(0).float().div_(255.0)
 
 
 def model_config(backbone: str | None = None, **overrides: Any) -> DictConfig:
