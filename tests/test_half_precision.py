@@ -15,6 +15,7 @@ from helpers import TINY, compose_config, compose_train, write_checkpoint
 
 from detect import Detector
 from detect.export.parity import detector_parity, same_class_overlaps
+from detect.inference.openvino import PRECISION_HINTS, low_precision_tail
 from detect.model import COCO_CLASSES, build_model
 from detect.module import DetectionModule
 
@@ -41,6 +42,17 @@ def many_class_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, fl
     return path, model_cfg.roi.nms_thresh
 
 
+@pytest.fixture(scope="module")
+def reference(many_class_model: tuple[Path, float]) -> dict[str, torch.Tensor]:
+    """torch fp32's detections on `blocks_image()`: dozens of class-80 boxes up to x ~1333, none overlapping."""
+    checkpoint, nms_iou = many_class_model
+    output = detections(Detector.load(checkpoint, score_threshold=0.05, threads=1)(blocks_image()))
+    assert len(output["boxes"]) >= 50 and (output["labels"] == BIASED_LABEL).all()
+    assert output["boxes"][:, 2:].max() > 1000  # the coordinate range of the issue
+    assert same_class_overlaps(output["boxes"], output["labels"], nms_iou) == 0
+    return output
+
+
 def blocks_image(size: tuple[int, int] = SIZE, block: int = 32) -> np.ndarray:
     """A BGR image of `block`-px squares of random colours: edges everywhere, proposals all over the frame."""
     blocks = np.random.default_rng(1).integers(0, 256, (size[0] // block + 1, size[1] // block + 1, 3), np.uint8)
@@ -48,16 +60,33 @@ def blocks_image(size: tuple[int, int] = SIZE, block: int = 32) -> np.ndarray:
 
 
 @pytest.mark.slow  # two passes of an 800x1333 image: ~3 s
-def test_bf16_keeps_nms_and_boxes_of_a_high_class_in_float32(many_class_model: tuple[Path, float]) -> None:
+def test_bf16_keeps_nms_and_boxes_of_a_high_class_in_float32(many_class_model: tuple[Path, float],
+                                                             reference: dict[str, torch.Tensor]) -> None:
     checkpoint, nms_iou = many_class_model
-    image = blocks_image()
-    reference = detections(Detector.load(checkpoint, score_threshold=0.05, threads=1)(image))
-    assert len(reference["boxes"]) >= 50 and (reference["labels"] == BIASED_LABEL).all()
-    assert reference["boxes"][:, 2:].max() > 1000  # the coordinate range of the issue
-    assert same_class_overlaps(reference["boxes"], reference["labels"], nms_iou) == 0
-    half = detections(Detector.load(checkpoint, precision="bf16", score_threshold=0.05, threads=1)(image))
+    half = detections(Detector.load(checkpoint, precision="bf16", score_threshold=0.05, threads=1)(blocks_image()))
     assert same_class_overlaps(half["boxes"], half["labels"], nms_iou) == 0
     parity = detector_parity([reference], [half], box_px=4.0, score_tol=0.02, score_thresh=0.05)
+    assert parity.ok, parity.summary
+
+
+@pytest.mark.slow  # an export, a conversion and two passes at 800x1333: ~10 s on a quiet machine
+def test_openvino_bf16_keeps_decoding_and_nms_in_f32(many_class_model: tuple[Path, float],
+                                                     reference: dict[str, torch.Tensor]) -> None:
+    """The compiled graph runs nothing below f32 between the networks' last layers and the outputs (decoding,
+    clipping, score filtering, NMS) while its networks do run in bf16; same-class pairs and parity as torch. (The
+    int8 graph is checked in test_backends, on the trained checkpoint's quantized model.)"""
+    import openvino as ov
+
+    checkpoint, nms_iou = many_class_model
+    detector = Detector.load(checkpoint, backend="openvino", precision="bf16", score_threshold=0.05, threads=1)
+    hint = PRECISION_HINTS[detector.backend.precision]  # f32 on a CPU without bf16
+    compiled = ov.Core().compile_model(detector.backend.files[0], "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    assert low_precision_tail(compiled) == []
+    if detector.backend.precision == "bf16":
+        assert low_precision_tail(compiled, stop_at=())  # the walk does see the networks' bf16 layers
+    output = detections(detector(blocks_image()))
+    assert len(output["boxes"]) >= 50 and same_class_overlaps(output["boxes"], output["labels"], nms_iou) == 0
+    parity = detector_parity([reference], [output], box_px=4.0, score_tol=0.02, score_thresh=0.05)
     assert parity.ok, parity.summary
 
 
