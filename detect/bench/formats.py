@@ -32,8 +32,8 @@ from detect.inference.detector import Detector
 from detect.plotting import plt, save_figure
 from detect.timing import summarize
 
-COLUMNS = ["format", "precision", "outputs", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms", "p90_ms", "fps",
-           "speedup", "reason"]
+COLUMNS = ["format", "precision", "outputs", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms",
+           "p90_ms", "fps", "speedup", "reason"]
 BASELINE = ("torch", "fp32")
 
 
@@ -179,7 +179,8 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
         formats.insert(0, (*BASELINE, None))
     rows = []
     for backend, precision, outputs in formats:
-        print(f"{backend} {precision}{f' ({outputs} outputs)' if outputs else ''}: {len(images)} images ...", flush=True)
+        many = f" ({outputs} outputs)" if outputs else ""
+        print(f"{backend} {precision}{many}: {len(images)} images ...", flush=True)
         start = time.perf_counter()
         rows.append(run_format(backend, precision, outputs, cfg, coco, image_dir, images, output_dir))
         print(f"  {rows[-1]['status']} in {time.perf_counter() - start:.0f} s {rows[-1].get('reason', '')}", flush=True)

@@ -68,7 +68,8 @@ def load(spec: str, weights: Path, args: argparse.Namespace, folder: Path) -> De
         from detect.export.to_openvino import openvino_model
 
         cfg = model_config(args.backbone, roi={"score_thresh": args.score_threshold})
-        weights = openvino_model(str(weights), cfg, "int8", str(args.source), calibration_images=args.calibration_frames)
+        weights = openvino_model(str(weights), cfg, "int8", str(args.source),
+                                 calibration_images=args.calibration_frames)
     return Detector.load(weights, backend=backend, precision=precision, **common,
                          device=args.device if backend == "torch" else "cpu")
 
