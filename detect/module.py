@@ -17,6 +17,7 @@ from torchvision.models.detection import FasterRCNN
 from detect.analysis import write_analysis
 from detect.checkpoint import detector_metadata
 from detect.evaluation import CocoEvaluator, write_evaluation
+from detect.half_precision import float32_boxes
 from detect.model import Classes
 
 
@@ -63,7 +64,7 @@ class DetectionModule(L.LightningModule):
                  scheduler: Callable[..., LambdaLR] | None = None, model_config: dict[str, Any] | None = None,
                  output_dir: str | Path = ".", val_files: dict[str, str] | None = None, plots: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model = float32_boxes(model)  # mixed precision autocasts each step: boxes and NMS stay float32
         self.classes = classes
         self.evaluator = evaluator
         self.optimizer_factory = optimizer

@@ -117,6 +117,8 @@ def test_onnx_detector_rejects_a_missing_file_and_a_classifier(tmp_path: Path) -
     path = export_onnx(network, "classifier", torch.rand(1, 3, 32, 32), tmp_path / "cls.onnx", metadata={"task": "classifier"})
     with pytest.raises(DetectError, match="not a detector"):
         OnnxDetector(path)
+    with pytest.raises(DetectError, match="runs on the CPU here .* not device=cuda:0; use device=cpu"):
+        OnnxModel(path, "cuda:0")  # the CPU wheel: a GPU is refused before a session starts
 
 
 @pytest.mark.slow  # an interpreter start, an export and two parity checks (~20 s here)

@@ -5,7 +5,10 @@ Pareto front marked) to the run folder.
 
 Each format runs the same images one at a time through `Detector` (the path infer.py takes), warmed up first on
 the first val image; latency is the backend call (`Result.ms["model"]`), FPS counts preprocess, model and
-postprocess of every image.
+postprocess of every image. A format `backend/precision/N` runs the checkpoint with its classes moved to the last of
+N outputs (`detect.bench.many_classes`): the same detections under labels near N, where a box decoding or NMS in half
+precision loses boxes (a 3-class checkpoint alone would not show it). A precision the CPU lacks (OpenVINO bf16
+without AVX-512 BF16 or AMX) says what ran instead of "passed".
 """
 
 from __future__ import annotations
@@ -23,25 +26,34 @@ from detect.data import index_coco, read_checked
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
 from detect.export.images import run_split
-from detect.export.to_onnx import export_detector
+from detect.bench.many_classes import many_class_checkpoint
 from detect.inference.backends import check_backend
-from detect.inference.detector import Detector, model_config
+from detect.inference.detector import Detector
 from detect.plotting import plt, save_figure
 from detect.timing import summarize
 
-COLUMNS = ["format", "precision", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms", "p90_ms", "fps",
-           "speedup", "reason"]
+COLUMNS = ["format", "precision", "outputs", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms",
+           "p90_ms", "fps", "speedup", "reason"]
 BASELINE = ("torch", "fp32")
 
 
-def weights_for(backend: str, cfg: DictConfig, output_dir: Path) -> str:
-    """The weights to load for `backend`: the checkpoint, or its ONNX export for onnxruntime (written once)."""
-    if backend != "onnxruntime":
+def weights_for(outputs: int | None, cfg: DictConfig, output_dir: Path) -> str:
+    """The checkpoint, or with `outputs` its many-class copy (`many_class_checkpoint`, written once)."""
+    if outputs is None:
         return cfg.weights
-    path = output_dir / "model.onnx"
+    path = output_dir / f"outputs{outputs}.ckpt"
     if not path.is_file():
-        export_detector(cfg.weights, model_config(roi={"score_thresh": cfg.score_threshold}), path)
+        many_class_checkpoint(cfg.weights, outputs, path)
     return str(path)
+
+
+def parse_format(spec: str) -> tuple[str, str, int | None]:
+    """(backend, precision, outputs or None) of `backend/precision` or `backend/precision/N`."""
+    parts = str(spec).split("/")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
+        raise DetectError(f"formats: {spec!r} is not backend/precision or backend/precision/<outputs>, e.g. "
+                          "torch/bf16 or torch/bf16/91")
+    return parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None
 
 
 def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir: Path,
@@ -63,27 +75,31 @@ def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir:
     return to_coco_results(outputs, [entry["id"] for entry in images], category_ids), model_ms, len(images) / busy_s
 
 
-def run_format(backend: str, precision: str, cfg: DictConfig, coco: Any, image_dir: Path,
+def run_format(backend: str, precision: str, outputs: int | None, cfg: DictConfig, coco: Any, image_dir: Path,
                images: list[dict[str, Any]], output_dir: Path) -> dict[str, Any]:
     """One row of the table: measured, or failed with the reason."""
-    row: dict[str, Any] = {"format": backend, "precision": precision}
+    row: dict[str, Any] = {"format": backend, "precision": precision, "outputs": outputs}
     try:
         check_backend(backend, None, precision)  # before any export for it
-        detector = Detector.load(weights_for(backend, cfg, output_dir), backend=backend, precision=precision,
-                                 score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=cfg.calibration)
+        # a many-class copy lives outside the run: int8 calibrates on the run's training images
+        calibration = cfg.calibration or (str(run_split(cfg.weights, "train")[1]) if outputs else None)
+        detector = Detector.load(weights_for(outputs, cfg, output_dir), backend=backend, precision=precision,
+                                 score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=calibration)
         results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)
     except Exception as error:  # a format that cannot load or run is a row of the table, not the end of it
         return row | {"status": "failed", "reason": f"{type(error).__name__}: {str(error)[:300]}"}
     evaluation = evaluate_coco(coco, results, detector.backend.classes, [entry["id"] for entry in images])
     timing = summarize(model_ms)
     return row | {"status": "measured", "size_mib": sum(f.stat().st_size for f in detector.backend.files) / 2**20,
+                  "ran": detector.backend.precision,
                   "AP": evaluation.stats["AP"], "AP50": evaluation.stats["AP50"], "p50_ms": timing["p50"],
                   "p90_ms": timing["p90"], "fps": fps, "reason": ""}
 
 
 def judge(rows: list[dict[str, Any]], gate_points: float) -> None:
     """ΔAP and speed-up against torch fp32, and the gate: passed, or exported but the accuracy gate failed."""
-    base = next((r for r in rows if (r["format"], r["precision"]) == BASELINE and r["status"] == "measured"), None)
+    base = next((r for r in rows if (r["format"], r["precision"]) == BASELINE and r["outputs"] is None
+                 and r["status"] == "measured"), None)
     if base is None:
         raise DetectError("torch fp32 failed, so nothing can be compared: " + rows[0].get("reason", ""))
     for row in rows:
@@ -93,6 +109,8 @@ def judge(rows: list[dict[str, Any]], gate_points: float) -> None:
         row["speedup"] = base["p50_ms"] / row["p50_ms"]
         passed = row["delta_AP_points"] >= -gate_points
         row["status"] = "passed" if passed else "exported, accuracy gate failed"
+        if passed and row["ran"] != row["precision"]:
+            row["status"] = f"ran {row['ran']}: this CPU has no {row['precision']}"
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,11 +135,12 @@ def write_table(rows: list[dict[str, Any]], header: str, output_dir: Path) -> st
         value = row.get(key)
         return "" if value is None else f"{value:.{digits}f}"
 
-    lines = [header, "", "| format | precision | status | size MiB | AP | AP50 | ΔAP (points) | p50 ms | p90 ms | FPS "
-             "| speed-up |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "", "| format | precision | outputs | status | size MiB | AP | AP50 | ΔAP (points) | p50 ms | "
+             "p90 ms | FPS | speed-up |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         status = row["status"] + (f": {row['reason']}" if row.get("reason") else "")
-        lines.append(f"| {row['format']} | {row['precision']} | {status} | {cell(row, 'size_mib', 1)} | "
+        lines.append(f"| {row['format']} | {row['precision']} | {row.get('outputs') or ''} | {status} | "
+                     f"{cell(row, 'size_mib', 1)} | "
                      f"{cell(row, 'AP', 3)} | {cell(row, 'AP50', 3)} | {cell(row, 'delta_AP_points', 2)} | "
                      f"{cell(row, 'p50_ms', 1)} | {cell(row, 'p90_ms', 1)} | {cell(row, 'fps', 1)} | "
                      f"{cell(row, 'speedup', 2)} |")
@@ -136,7 +155,8 @@ def plot_formats(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
     for row in (r for r in rows if "AP" in r):
         marker = "o" if row["status"] == "passed" else "x"
         axes.scatter(row["p50_ms"], row["AP"], marker=marker, s=40)
-        axes.annotate(f"{row['format']} {row['precision']}", (row["p50_ms"], row["AP"]), fontsize=8,
+        label = f"{row['format']} {row['precision']}" + (f" /{row['outputs']}" if row["outputs"] else "")
+        axes.annotate(label, (row["p50_ms"], row["AP"]), fontsize=8,
                       xytext=(4, 4), textcoords="offset points")
     front = pareto_front(rows)
     axes.plot([r["p50_ms"] for r in front], [r["AP"] for r in front], "--", color="gray", label="Pareto front")
@@ -154,14 +174,15 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
                           else run_split(cfg.weights, "val"))
     coco = index_coco(dataset)
     images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
-    formats = [tuple(spec.split("/")) for spec in cfg.formats]
-    if BASELINE not in formats:
-        formats.insert(0, BASELINE)
+    formats = [parse_format(spec) for spec in cfg.formats]
+    if (*BASELINE, None) not in formats:
+        formats.insert(0, (*BASELINE, None))
     rows = []
-    for backend, precision in formats:
-        print(f"{backend} {precision}: {len(images)} images ...", flush=True)
+    for backend, precision, outputs in formats:
+        many = f" ({outputs} outputs)" if outputs else ""
+        print(f"{backend} {precision}{many}: {len(images)} images ...", flush=True)
         start = time.perf_counter()
-        rows.append(run_format(backend, precision, cfg, coco, image_dir, images, output_dir))
+        rows.append(run_format(backend, precision, outputs, cfg, coco, image_dir, images, output_dir))
         print(f"  {rows[-1]['status']} in {time.perf_counter() - start:.0f} s {rows[-1].get('reason', '')}", flush=True)
     judge(rows, cfg.gate_ap_points)
     header = (f"{cfg.weights}: {len(images)} val images of {cfg.val_json or 'its run'}; {cpu_description()}; "

@@ -118,6 +118,8 @@ class Workload:
 def _skip_reason(point: Point, device: torch.device) -> str | None:
     if point.backend == "onnxruntime" and point.precision != "fp32":
         return "onnxruntime runs the fp32 export"
+    if point.backend == "onnxruntime" and device.type != "cpu":
+        return "onnxruntime runs on the CPU only (the CPU wheel)"
     if point.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU has no bf16"
     return None

@@ -5,17 +5,14 @@ Deterministic by seed, generated once into a cache folder, so `train.py` runs of
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detect.cache import cached_folder
 from detect.errors import check_choice
 
 # Category ids with a gap, as COCO's, so the id <-> contiguous label mapping is exercised by the demo too.
@@ -26,11 +23,6 @@ NEW_CATEGORIES = [{"id": 5, "name": "ring"}, {"id": 6, "name": "cross"}, {"id": 
 # Each shape has its own hue range (OpenCV hue, 0-179) so colour and shape both carry the class.
 HUE_RANGES = {"square": (0, 30), "disc": (60, 90), "triangle": (110, 140), "ring": (35, 55), "cross": (92, 108),
               "diamond": (145, 175)}
-
-
-def default_cache_dir() -> Path:
-    """`$DETECT_CACHE` or `~/.cache/detect`."""
-    return Path(os.environ.get("DETECT_CACHE", Path.home() / ".cache" / "detect"))
 
 
 def draw_shape(image: np.ndarray, name: str, x: int, y: int, size: int, color: tuple[int, ...]) -> list[float]:
@@ -131,22 +123,3 @@ def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num
             "val_json": folder / "val.json", "val_images": folder / "val"}
 
 
-def cached_folder(cache_dir: str | Path | None, kind: str, params: dict, done_file: str,
-                  write: Callable[[Path], None]) -> Path:
-    """`<cache>/<kind>/<hash of params>/`, written once by `write(folder)`: the folder appears by an atomic rename
-    (when `done_file` is in it), so parallel processes (DDP ranks) may ask for it at once."""
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = cache_dir / kind / digest
-    if not (folder / done_file).is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{digest}."))
-        try:
-            write(tmp)
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / done_file).is_file():  # not a parallel writer that got there first
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.data.synthetic import CATEGORIES, cached_folder, draw_shape, shape_color, textured_background
+from detect.cache import cached_folder
+from detect.data.synthetic import CATEGORIES, draw_shape, shape_color, textured_background
 
 VIDEO_NAME = "synthetic_tracking.avi"
 MIN_VISIBLE = 0.4  # a shape less visible than this (occluded or outside the frame) is marked "ignore" in the gt

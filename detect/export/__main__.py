@@ -23,7 +23,7 @@ from detect.export.images import export_images
 from detect.export.parity import Parity, check_parity
 from detect.export.to_onnx import TASKS, build_network, export_detector, export_onnx, parse_size
 from detect.export.to_openvino import onnx_to_openvino, quantize_int8
-from detect.inference.detector import to_model_input
+from detect.inference.preprocess import to_model_input
 from detect.inference.onnx import OnnxDetector, OnnxModel
 from detect.inference.openvino import OpenVinoDetector
 

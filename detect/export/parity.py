@@ -1,4 +1,5 @@
-"""Whether an exported model reproduces PyTorch: detections matched box by box, tensors within a relative bound."""
+"""Whether an exported model reproduces PyTorch: detections matched box by box, tensors within a relative bound; and
+whether NMS held (no two boxes of one class overlapping above its IoU threshold)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import box_iou
 
 from detect.export.to_onnx import flat_outputs
 
@@ -55,6 +57,15 @@ def detector_parity(reference: Sequence[Mapping[str, torch.Tensor]], candidate: 
     lone_text = f", {at_cut} at the score cut in one output only" if at_cut else ""
     return Parity(ok, f"{matched} detections matched, boxes within {worst_box:.2g} px, scores within "
                       f"{worst_score:.2g} (limits {box_px:g} px, {score_tol:g}){lone_text}")
+
+
+def same_class_overlaps(boxes: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> int:
+    """Pairs of boxes of one label overlapping above `iou_threshold`: none after a class-wise NMS at that IoU."""
+    pairs = 0
+    for label in labels.unique():
+        same = boxes[labels == label].double()
+        pairs += int((box_iou(same, same).triu(1) > iou_threshold).sum())
+    return pairs
 
 
 def tensor_parity(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], rel_tol: float = 1e-4) -> Parity:

@@ -20,6 +20,7 @@ import torchvision
 from torch import nn
 from torchvision.models.detection import transform as detection_transform
 
+from detect.cache import cached_beside
 from detect.checkpoint import read_checkpoint
 from detect.config import plain_config
 from detect.errors import DetectError
@@ -172,3 +173,28 @@ def export_detector(weights: str | None, model_cfg: Mapping[str, Any], path: str
     path = export_onnx(network, "detector", torch.rand(3, *size), path, opset,
                        detector_metadata_props(model_cfg, classes))
     return path, network, classes
+
+
+def file_spec(path: Path) -> dict[str, Any]:
+    """What identifies a file's version for a cache key: its full path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
+def onnx_model(weights: str | None, model_cfg: Mapping[str, Any], model_from_checkpoint: bool = True,
+               opset: int = 17) -> Path:
+    """The detector's ONNX graph for `weights`: a .onnx as it is; a checkpoint or state_dict exported once into
+    `<stem>_onnx/<key>/model.onnx` beside it (or under the cache directory when its folder is read-only), keyed by
+    the file, the model config and the opset."""
+    if not weights:
+        raise DetectError("an ONNX or OpenVINO backend needs weights=<checkpoint or model.onnx>")
+    source = Path(weights)
+    if not source.is_file():
+        raise DetectError(f"weights {source} does not exist; pass a checkpoint, a model.onnx or a model.xml")
+    if source.suffix == ".onnx":
+        return source
+    spec = {"weights": file_spec(source), "opset": opset, "model": plain_config(model_cfg),
+            "from_checkpoint": model_from_checkpoint}
+    folder = cached_beside(source, "onnx", spec, "model.onnx", lambda tmp: export_detector(
+        str(source), model_cfg, tmp / "model.onnx", opset, model_from_checkpoint))
+    return folder / "model.onnx"

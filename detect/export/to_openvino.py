@@ -1,12 +1,12 @@
 """The exported detector as OpenVINO IR: converted from the checked ONNX graph (`ov.convert_model`), and quantized
 to int8 by NNCF's post-training quantization on real images. `openvino_model` does both for any weights, once:
-the IR is cached beside the weights, keyed by the weights file, the model config and the calibration."""
+the IR is cached beside the weights (`<stem>_openvino/<key>/`, `<stem>_openvino_int8/<key>/`; under the cache
+directory when their folder is read-only), keyed by the ONNX file it came from and the calibration, and written
+atomically (a half-written IR is never read)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,12 @@ import onnx
 import openvino as ov
 import torch
 
-from detect.config import plain_config
+from detect.cache import cached_beside
 from detect.errors import DetectError
 from detect.export.images import export_images
-from detect.export.to_onnx import export_detector
-from detect.inference.detector import to_model_input
+from detect.export.to_onnx import file_spec, onnx_model
 from detect.inference.openvino import METADATA_SECTION
+from detect.inference.preprocess import to_model_input
 
 ROI_HEAD_SCOPE = ".*roi_heads.*"  # the box head's nodes in the traced graph (/roi_heads/box_head/fc6/Gemm, ...)
 # Operations NNCF would also quantize but must stay in float: the gathers of box coordinates and the RoI pooler's
@@ -56,38 +56,24 @@ def quantize_int8(xml_path: str | Path, images: Sequence[np.ndarray], int8_path:
     return Path(int8_path)
 
 
-def _key(spec: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def openvino_model(weights: str | None, model_cfg: Any, precision: str, calibration: str | None = None,
                    model_from_checkpoint: bool = True, calibration_images: int = 300,
                    float_roi_head: bool = False, opset: int = 17) -> Path:
-    """The IR for `weights`: a .xml as it is; a .onnx or a checkpoint converted (and, for int8, quantized on
-    `calibration` images or the checkpoint's training images) into <weights stem>_openvino/<key>/, once."""
-    if not weights:
-        raise DetectError("backend=openvino needs weights=<checkpoint, model.onnx or model.xml>")
-    source = Path(weights)
-    if source.suffix == ".xml":
-        return source
-    if not source.is_file():
-        raise DetectError(f"weights {source} does not exist; pass a checkpoint, a model.onnx or a model.xml")
-    stat = source.stat()
-    float_spec = {"weights": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns, "opset": opset,
-                  "model": plain_config(model_cfg)
-                  if source.suffix != ".onnx" else None, "from_checkpoint": model_from_checkpoint}
-    folder = source.with_name(f"{source.stem}_openvino") / _key(float_spec)
-    xml_path = folder / "model.xml"
-    if not xml_path.is_file():
-        onnx_path = source if source.suffix == ".onnx" else export_detector(
-            str(source), model_cfg, folder / "model.onnx", opset, model_from_checkpoint)[0]
-        onnx_to_openvino(onnx_path, xml_path)
+    """The IR for `weights`: a .xml as it is; a .onnx or a checkpoint (`onnx_model`) converted and, for int8,
+    quantized on `calibration` images or the checkpoint's training images, once (see the module docstring)."""
+    if weights and Path(weights).suffix == ".xml":
+        return Path(weights)
+    onnx_path = onnx_model(weights, model_cfg, model_from_checkpoint, opset)
+    source, float_spec = Path(weights), {"onnx": file_spec(onnx_path)}
+    xml_path = cached_beside(source, "openvino", float_spec, "model.xml",
+                             lambda tmp: onnx_to_openvino(onnx_path, tmp / "model.xml")) / "model.xml"
     if precision != "int8":
         return xml_path
-    int8_spec = {"calibration": calibration, "images": calibration_images, "float_roi_head": float_roi_head,
-                 "float_ops": FLOAT_OP_TYPES}
-    int8_path = folder / f"model_int8_{_key(int8_spec)}.xml"
-    if not int8_path.is_file():
+
+    def quantize(tmp: Path) -> None:
         images = export_images(calibration, None if source.suffix == ".onnx" else source, "train", calibration_images)
-        quantize_int8(xml_path, images, int8_path, float_roi_head)
-    return int8_path
+        quantize_int8(xml_path, images, tmp / "model.xml", float_roi_head)
+
+    int8_spec = float_spec | {"calibration": calibration, "images": calibration_images,
+                              "float_roi_head": float_roi_head, "float_ops": FLOAT_OP_TYPES}
+    return cached_beside(source, "openvino_int8", int8_spec, "model.xml", quantize) / "model.xml"

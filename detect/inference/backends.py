@@ -3,10 +3,13 @@ in eval mode: a list of float32 RGB 3xHxW tensors in 0..1 on the device -> per i
 `labels` (1..K) and `scores`.
 
 - `torch`: torchvision's Faster R-CNN from the `model` config and weights, batch norms folded into the
-  convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), autocast to fp16/bf16.
-- `onnxruntime`: a model written by `python -m detect.export` (chosen for `.onnx` weights).
+  convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), fp16/bf16 (autocast: the
+  networks in half precision, anchors, box decoding and NMS in float32: `detect.half_precision`).
+- `onnxruntime`: a model written by `python -m detect.export` (chosen for `.onnx` weights), or one exported from a
+  checkpoint on first use and cached beside it; fp32 on the CPU.
 - `openvino`: an IR written by `python -m detect.export format=openvino` (chosen for `.xml` weights), or one converted
   from a checkpoint or a .onnx on first use and cached beside it; fp32, bf16 (a run-time hint) or int8 (NNCF).
+ONNX Runtime and OpenVINO run on the CPU only; on a GPU, backend=torch runs fp16 / bf16 and compile.
 A new backend is one loader with `load_torch`'s signature, added to `LOADERS` with its precisions.
 """
 
@@ -23,6 +26,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detect.device import PRECISIONS
 from detect.errors import DetectError, check_choice
+from detect.half_precision import float32_boxes
 from detect.model import COCO_CLASSES, Classes, build_detector
 
 DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
@@ -39,6 +43,7 @@ class Backend:
     input_size: Callable[[int, int], tuple[tuple[int, int], tuple[int, int]]] | None = None
     name: str = "custom"  # the LOADERS key it came from
     files: list[Path] = field(default_factory=list)  # the model's files on disk (none: random weights)
+    precision: str = "fp32"  # what it runs: OpenVINO runs bf16 as fp32 on a CPU without bf16
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -85,6 +90,7 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
     if options.compile:
         model.backbone = torch.compile(model.backbone, dynamic=False)
         model.rpn.head = torch.compile(model.rpn.head, dynamic=False)
+    float32_boxes(model)  # after compile: the casts run outside the compiled graphs
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a video keeps one size: the fastest kernels are found once
     dtype = PRECISIONS[options.precision]
@@ -98,28 +104,28 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
         return tuple(images.image_sizes[0]), tuple(images.tensors.shape[-2:])
 
     return Backend(detect, classes, f"Faster R-CNN {model_cfg.backbone.name}-FPN ({weights_text})", input_size,
-                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [])
+                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [], options.precision)
 
 
 def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                      model_from_checkpoint: bool = True) -> Backend:
-    """An ONNX model of `python -m detect.export` on ONNX Runtime (fp32); its classes come from the file."""
-    if not weights or Path(weights).suffix != ".onnx":
-        raise DetectError(f"backend=onnxruntime needs weights=<model.onnx> (from `python -m detect.export`), "
-                          f"got {weights}")
-    # onnxruntime is imported only when an ONNX model is asked for
+    """A model.onnx of `python -m detect.export`, or a checkpoint exported on first use (`onnx_model`), on ONNX
+    Runtime on the CPU (fp32); its classes come from the file."""
+    check_cpu("onnxruntime", options.device)
+    # onnx and onnxruntime are imported only when an ONNX model is asked for
+    from detect.export.to_onnx import onnx_model
     from detect.inference.onnx import OnnxDetector
 
-    detector = OnnxDetector(weights, options.device, options.threads)
-    return Backend(detector, detector.classes or COCO_CLASSES, f"Faster R-CNN, ONNX Runtime ({weights})",
-                   name="onnxruntime", files=[Path(weights)])
+    path = onnx_model(weights, model_cfg, model_from_checkpoint)
+    detector = OnnxDetector(path, options.device, options.threads)
+    return Backend(detector, detector.classes or COCO_CLASSES, f"Faster R-CNN, ONNX Runtime ({path})",
+                   name="onnxruntime", files=[path])
 
 
 def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                   model_from_checkpoint: bool = True) -> Backend:
     """An OpenVINO IR (`detect.export.to_openvino.openvino_model`) on the CPU; its classes come from the file."""
-    if options.device.type != "cpu":
-        raise DetectError(f"backend=openvino runs on the CPU here, not device={options.device}; use device=cpu")
+    check_cpu("openvino", options.device)
     # openvino (and nncf, for int8) are imported only when asked for
     from detect.export.to_openvino import openvino_model
     from detect.inference.openvino import OpenVinoDetector
@@ -128,7 +134,14 @@ def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOp
     detector = OpenVinoDetector(path, options.precision, options.threads)
     return Backend(detector, detector.classes or COCO_CLASSES,
                    f"Faster R-CNN, OpenVINO {detector.precision} ({path})", name="openvino",
-                   files=[path, path.with_suffix(".bin")])
+                   files=[path, path.with_suffix(".bin")], precision=detector.precision)
+
+
+def check_cpu(backend: str, device: torch.device) -> None:
+    """One line unless `device` is the CPU: the ONNX Runtime (CPU wheel) and OpenVINO backends run there only."""
+    if device.type != "cpu":
+        raise DetectError(f"backend={backend} runs on the CPU here, not device={device}; use device=cpu, or "
+                          "backend=torch (fp16 / bf16, compile) on the GPU")
 
 
 LOADERS: dict[str, Callable[..., Backend]] = {"torch": load_torch, "onnxruntime": load_onnxruntime,

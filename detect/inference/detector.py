@@ -27,6 +27,7 @@ from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
 from detect.inference.image_input import ImageInput, read_image
 from detect.inference.multisource import ReaderOptions, interleave, open_readers
+from detect.inference.preprocess import to_model_input
 from detect.inference.result import Result
 from detect.inference.source_list import parse_sources
 from detect.inference.sources import Frame, FrameReader
@@ -37,12 +38,6 @@ SourceInput = str | int | Path | FrameReader
 TrackerInput = str | Mapping[str, Any] | Tracker | None
 RECONNECT_S = 60.0  # a live source that drops is reopened for this long (infer.yaml's reconnect)
 READ_TIMEOUT_S = 10.0  # a live read that takes longer is abandoned (infer.yaml's read_timeout)
-
-
-def to_model_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """BGR uint8 HxWx3 pixels -> RGB float32 3xHxW in 0..1 on `device`; only the uint8 frame crosses to the device."""
-    pixels = torch.from_numpy(image).to(device, non_blocking=True)
-    return pixels.permute(2, 0, 1).flip(0).float().div_(255.0)
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 FasterRCNN in eval mode: the `openvino` backend of the Detector and of the benchmarks.
 
 fp32 and bf16 run the same f32 IR with another inference-precision hint (bf16 uses AMX or AVX-512 BF16 where the CPU
-has them); int8 runs an IR that NNCF quantized. An input size that repeats (a video's frames) gets a model compiled
+has them); int8 runs an IR that NNCF quantized. Under the bf16 hint the CPU plugin keeps the graph's tail in f32: every
+operation between the outputs and the last convolution or fully connected layer (its EnforceInferencePrecision
+pass), which holds box decoding, clipping, score filtering and NMS; `low_precision_tail` checks a compiled model. An input size that repeats (a video's frames) gets a model compiled
 for that static shape; other sizes run on one dynamic-shape model (`static_shapes=False`: always).
 """
 
@@ -40,6 +42,32 @@ def read_metadata(model: ov.Model) -> dict[str, str]:
     if not model.has_rt_info([METADATA_SECTION]):
         return {}
     return {key: str(value) for key, value in model.get_rt_info([METADATA_SECTION]).value.items()}
+
+
+NETWORK_LAYERS = ("Convolution", "FullyConnected", "MatMul")  # runtime layer types where the networks end
+FLOAT32_TYPES = ("f32", "i64", "i32", "u8", "boolean")  # element types that are not reduced precision
+
+
+def low_precision_tail(compiled: ov.CompiledModel, stop_at: tuple[str, ...] = NETWORK_LAYERS) -> list[str]:
+    """The operations between the outputs and the networks' last layers (`stop_at`: box decoding, clipping, score
+    filtering, NMS) that run below f32 in `compiled` (a bf16 or f16 output, or a FakeQuantize); a detector needs
+    none. `stop_at=()` walks the whole graph (the networks' bf16 layers included)."""
+    found, seen = [], set()
+    stack = [output.get_node() for output in compiled.get_runtime_model().outputs]
+    while stack:
+        node = stack.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        info = node.get_rt_info()
+        layer = info["layerType"].astype(str)
+        if layer in stop_at or layer == "ShapeOf":  # ShapeOf reads a shape, not values
+            continue
+        outputs = info["outputPrecisions"].astype(str).split(",")
+        if layer == "FakeQuantize" or any(p.strip() not in FLOAT32_TYPES for p in outputs):
+            found.append(f"{layer} {node.get_friendly_name()} ({', '.join(outputs)})")
+        stack.extend(port.get_source_output().get_node() for port in node.inputs())
+    return found
 
 
 class OpenVinoDetector:
