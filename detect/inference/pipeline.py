@@ -36,7 +36,7 @@ from detect.inference.tracking import Tracker
 from detect.inference.worker import BackgroundWorker
 from detect.inference.writer import ResultConsumer, ResultWriter
 from detect.mot import evaluate_tracking
-from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
+from detect.timing import cuda_memory_mb, peak_rss_mb, reset_cuda_peaks, summarize
 
 
 def check_infer_config(cfg: DictConfig) -> None:
@@ -138,8 +138,7 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
             warmup = frames < cfg.warmup_frames
             if not warmup and measure_start is None:
                 measure_start = result.started
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
+                reset_cuda_peaks(device)
             if sizes is None:
                 input_size = detector.backend.input_size
                 sizes = (result.image.shape[:2], *(input_size(*result.image.shape[:2]) if input_size else (None, None)))
