@@ -46,6 +46,6 @@ def test_smoke_runs_every_section_and_prints_one_table(monkeypatch: pytest.Monke
     assert all(r["measured"].startswith("AP ") and "AP points vs fp32" in r["against"] for r in by_section["ap"])
     assert (tmp_path / "out" / "demo" / "checkpoints" / "best.ckpt").is_file()
     assert [r["setting"] for r in by_section["sweep"]] == ["batch 1, fp32, eager", "batch 1, bf16, eager"]
-    assert by_section["sweep"][0]["against"].startswith("~200-300 img/s")
+    assert all(r["against"] == "" for r in by_section["sweep"])  # the quoted figures are R50's: none for R18
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.count("\n| ") == len(rows) + 1 and table in capsys.readouterr().out
