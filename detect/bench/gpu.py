@@ -36,7 +36,7 @@ from detect.bench.formats import evaluate_format
 from detect.bench.resnet import run_sweep
 from detect.bench.train_loop import compose_train, initial_model, make_datamodule, train_lightning
 from detect.config import CONFIG_DIR
-from detect.data import load_coco
+from detect.data import index_coco
 from detect.device import resolve_device
 from detect.errors import exit_on_error
 from detect.evaluation import evaluate_coco
@@ -201,8 +201,8 @@ def demo_weights(plan: Plan, device: torch.device, output_dir: Path, cache_dir: 
 
 
 def ap_rows(weights: Path, device: torch.device) -> list[dict[str, str]]:
-    val_json, image_dir = run_split(weights, "val")
-    coco = load_coco(val_json)
+    dataset, image_dir = run_split(weights, "val")
+    coco = index_coco(dataset)
     images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])
     rows, fp32_ap = [], None
     for precision in ("fp32", "fp16", "bf16"):
