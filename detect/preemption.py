@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.loggers.csv_logs import CSVLogger, ExperimentWriter
@@ -33,14 +34,22 @@ LAST = "last.ckpt"
 
 
 class PreemptionCheckpoint(L.Callback):
-    """last.ckpt in `dirpath` every `every_n_steps` steps and/or `every_minutes` minutes, and on SIGTERM / SIGUSR1."""
+    """last.ckpt in `dirpath` every `every_n_steps` steps and/or `every_minutes` minutes, and on SIGTERM / SIGUSR1.
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_minutes: float | None = 10.0) -> None:
-        if (every_n_steps is not None and every_n_steps < 1) or (every_minutes is not None and every_minutes <= 0):
-            raise DetectError(f"callbacks.preemption_checkpoint: every_n_steps={every_n_steps} must be null or >= 1 "
-                              f"and every_minutes={every_minutes} null or > 0")
+    With several processes the clock and the signal are decided together every `check_every_n_steps` steps (one
+    all-reduce of two ints: a collective and, under NCCL, a host sync, so not every step); a single process
+    decides every step."""
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_minutes: float | None = 10.0,
+                 check_every_n_steps: int = 10) -> None:
+        if ((every_n_steps is not None and every_n_steps < 1) or (every_minutes is not None and every_minutes <= 0)
+                or check_every_n_steps < 1):
+            raise DetectError(f"callbacks.preemption_checkpoint: every_n_steps={every_n_steps} must be null or >= 1, "
+                              f"every_minutes={every_minutes} null or > 0 and check_every_n_steps="
+                              f"{check_every_n_steps} >= 1")
         self.path = Path(dirpath) / LAST
         self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
+        self.check_every_n_steps = check_every_n_steps
         self._signalled = False
         self._saved_step = -1
         self._saved_at = time.monotonic()
@@ -66,10 +75,9 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        # the same on every rank: global_step and the step of the last save (every save is decided together)
         by_steps = bool(self.every_n_steps and trainer.global_step - self._saved_step >= self.every_n_steps)
-        by_time = bool(self.every_minutes and time.monotonic() - self._saved_at >= 60.0 * self.every_minutes)
-        # rank 0's clock and signals decide, so that every rank saves (and stops) at the same step
-        by_steps, by_time, signalled = trainer.strategy.broadcast((by_steps, by_time, self._signalled))
+        by_time, signalled = self._decide_together(trainer, pl_module)
         if signalled and self._requeue:
             self._save(trainer, f"{signal.Signals(self._signum).name}: requeueing",
                        trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
@@ -81,6 +89,18 @@ class PreemptionCheckpoint(L.Callback):
             trainer.should_stop = True
         elif by_steps or by_time:
             self._save(trainer, f"every {self.every_n_steps} steps" if by_steps else f"every {self.every_minutes:g} min")
+
+    def _decide_together(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[bool, bool]:
+        """(time to save, signalled), the same on every rank: any rank's clock or signal counts, at the steps where
+        the ranks compare them (every step for a single process)."""
+        by_time = bool(self.every_minutes and time.monotonic() - self._saved_at >= 60.0 * self.every_minutes)
+        if trainer.world_size == 1:
+            return by_time, self._signalled
+        if trainer.global_step % self.check_every_n_steps:
+            return False, False
+        flags = torch.tensor([by_time, self._signalled], dtype=torch.int32, device=pl_module.device)
+        by_time, signalled = trainer.strategy.reduce(flags, reduce_op="max").tolist()
+        return bool(by_time), bool(signalled)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.global_step != self._saved_step:

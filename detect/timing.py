@@ -24,25 +24,27 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
 class DeviceTimer:
     """Times a block of work on `device`: CUDA events on a GPU (no host stall inside the block), a host clock on CPU.
 
+    The events are recorded on the current stream of `device` itself (the model's GPU, not the current device), and
     `elapsed_ms` synchronizes on the end event, so read it after the work you want to overlap.
     """
 
     def __init__(self, device: torch.device | str) -> None:
-        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
         if self.cuda:
             self._start = torch.cuda.Event(enable_timing=True)
             self._end = torch.cuda.Event(enable_timing=True)
 
     def __enter__(self) -> DeviceTimer:
         if self.cuda:
-            self._start.record()
+            self._start.record(torch.cuda.current_stream(self.device))
         else:
             self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.cuda:
-            self._end.record()
+            self._end.record(torch.cuda.current_stream(self.device))
         else:
             self._t1 = time.perf_counter()
 
@@ -59,8 +61,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reset_cuda_peaks(device: torch.device | str, release_cached: bool = False) -> None:
+    """Start a new peak window (allocated and reserved) of the CUDA allocator of `device`; nothing on a CPU.
+
+    `release_cached` first hands the allocator's free cached blocks back, so that the reserved peak counts only what
+    the next run keeps (a benchmark point after another one)."""
+    if torch.device(device).type == "cuda":
+        if release_cached:
+            with torch.cuda.device(device):
+                torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def cuda_memory_mb(device: torch.device | str) -> dict[str, float]:
-    """Allocated and reserved CUDA memory now and at peak, in MiB; empty on a CPU device."""
+    """Allocated and reserved CUDA memory of `device` now and at peak (since `reset_cuda_peaks`), in MiB; empty on a
+    CPU device."""
     if torch.device(device).type != "cuda":
         return {}
     mib = 1024.0**2

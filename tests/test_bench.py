@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from detect.bench.measure import count_flops, keep_timing, peak_rss_since_reset_mb, reset_peak_rss, time_calls
-from detect.bench.resnet import add_speedups, run_sweep, sweep_points
+from detect.bench.resnet import Point, Workload, add_speedups, prepare_call, random_inputs, run_sweep, sweep_points
 from detect.errors import DetectError
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
@@ -133,3 +134,24 @@ def test_tiny_detector_sweep_checks_onnx_parity_before_timing(tmp_path: Path) ->
         assert "(limits 1 px, 0.001)" in row["parity"] and "detections matched" in row["parity"]
         assert row["speedup"] == pytest.approx(rows[0 if row["batch"] == 1 else 2]["median_ms"] / row["median_ms"])
     assert (tmp_path / "onnx" / "detector_resnet18_128x160.onnx").is_file()
+
+
+def live_resnets() -> list[torchvision.models.ResNet]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, torchvision.models.ResNet)]
+
+
+def test_a_half_precision_point_is_measured_on_a_fresh_network_with_no_fp32_copy_beside_it(tmp_path: Path) -> None:
+    cfg = bench_config([*FAST, f"output_dir={tmp_path}"])
+    before = len(live_resnets())
+    workload = Workload(cfg, "classifier", "resnet18", "32x32", torch.device("cpu"))
+    point = Point("classifier", "resnet18", "32x32", 1, "bf16", "channels_last")
+    inputs = random_inputs(point.task, point.size, 1, torch.bfloat16, workload.device, 0)
+    with torch.inference_mode():
+        call, _ = prepare_call(point, workload, inputs, cfg.parity)
+        output = call()
+    alive = live_resnets()
+    assert len(alive) == before + 1 and output.dtype == torch.bfloat16  # the point's own network, nothing else
+    fresh = workload.network()
+    for (name, value), again in zip(fresh.state_dict().items(), workload.network().state_dict().values()):
+        torch.testing.assert_close(value, again, msg=name)  # every point gets the same weights

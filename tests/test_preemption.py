@@ -11,11 +11,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from detect.errors import DetectError
+from detect.preemption import PreemptionCheckpoint
 from detect.training import run
 from helpers import ROOT, TINY, compose_train, synthetic_overrides
 
@@ -107,3 +109,36 @@ def test_debug_overfit_collapses_the_loss_and_profiler_writes_its_report(synthet
     assert "run_training_batch" in report and "Total" in report
     cfg = compose_train(["debug=fdr"], tmp_path)
     assert cfg.trainer.fast_dev_run is True and cfg.plots is False
+
+
+class TwoRankStrategy:
+    """Lightning's strategy.reduce as seen by rank 0 of two, the other rank's flags given; logs every collective."""
+
+    def __init__(self, other_rank: list[int]) -> None:
+        self.other_rank, self.collectives = other_rank, []
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: str) -> torch.Tensor:
+        assert reduce_op == "max"
+        self.collectives.append(tensor.tolist())
+        return torch.maximum(tensor, torch.tensor(self.other_rank, dtype=tensor.dtype))
+
+
+def test_ranks_compare_signals_every_n_steps_and_all_stop_at_the_same_step(tmp_path: Path) -> None:
+    saved = []
+    strategy = TwoRankStrategy(other_rank=[0, 1])  # the other rank got SIGUSR1, this one did not
+    trainer = SimpleNamespace(world_size=2, strategy=strategy, global_step=0, should_stop=False,
+                              save_checkpoint=lambda path: saved.append((trainer.global_step, path)))
+    callback = PreemptionCheckpoint(tmp_path, every_n_steps=3, every_minutes=None, check_every_n_steps=5)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    for step in range(1, 8):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, module, None, None, step)
+        if trainer.should_stop:
+            break
+    assert strategy.collectives == [[0, 0]]  # one all-reduce, at step 5; none for the every-3-steps save
+    assert saved == [(2, tmp_path / "last.ckpt"), (5, tmp_path / "last.ckpt")] and trainer.global_step == 5
+
+    alone = SimpleNamespace(**{**vars(trainer), "world_size": 1, "strategy": None, "should_stop": False})
+    callback._signalled = True  # one process: its own signal, at the next step, with no collective
+    callback.on_train_batch_end(alone, module, None, None, 6)
+    assert alone.should_stop

@@ -95,7 +95,8 @@ def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synth
     max_steps = 12
     job_id = submit(cluster, tmp_path, [*synthetic_overrides(synthetic_cache), f"trainer.max_steps={max_steps}",
                                         "trainer.val_check_interval=1000",
-                                        "callbacks.preemption_checkpoint.every_n_steps=2"])
+                                        "callbacks.preemption_checkpoint.every_n_steps=2",
+                                        "callbacks.preemption_checkpoint.check_every_n_steps=2"])
     log, run_dir = tmp_path / "job.log", tmp_path / "outputs" / "slurm" / job_id
     deadline = time.monotonic() + 120
     while (seen := saved_step(run_dir / "checkpoints" / "last.ckpt")) < 2:

@@ -26,7 +26,7 @@ from detect.errors import DetectError, check_choice
 from detect.export import TASKS, build_network, check_parity, export_onnx, parse_size
 from detect.inference.onnx import OnnxDetector, OnnxModel
 from detect.model import BACKBONES
-from detect.timing import cuda_memory_mb, summarize
+from detect.timing import cuda_memory_mb, reset_cuda_peaks, summarize
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")
 
@@ -82,33 +82,37 @@ def random_inputs(task: str, size: str, batch: int, dtype: torch.dtype, device: 
 
 
 class Workload:
-    """The fp32 eager network of (task, backbone[, detector size]) on the device, its FLOPs and its ONNX export."""
+    """The network of (task, backbone[, detector size]): its parameters, FLOPs and ONNX export. Every point gets a
+    fresh copy of the same weights (`network`), so that no other copy sits beside it in the memory it measures."""
 
     def __init__(self, cfg: DictConfig, task: str, backbone: str, size: str, device: torch.device) -> None:
-        torch.manual_seed(cfg.seed)
-        self.cfg, self.task, self.device = cfg, task, device
-        self.network, _ = build_network(task, network_config(cfg, task, backbone, size), cfg.classifier_classes,
-                                        cfg.detector_classes)
-        self.network.to(device)
-        self.params = sum(p.numel() for p in self.network.parameters())
+        self.cfg, self.task, self.backbone, self.size, self.device = cfg, task, backbone, size, device
+        self.params = sum(p.numel() for p in self.network("cpu").parameters())
         self.onnx_path = Path(cfg.output_dir) / "onnx" / f"{task}_{backbone}_{size if task == 'detector' else 'any'}.onnx"
         self._gflops: dict[str, float] = {}
         self._runner: OnnxModel | OnnxDetector | None = None
 
+    def network(self, device: torch.device | str | None = None) -> torch.nn.Module:
+        """A new fp32 eager network with the workload's weights (seeded), on `device` (default: the workload's)."""
+        torch.manual_seed(self.cfg.seed)
+        network, _ = build_network(self.task, network_config(self.cfg, self.task, self.backbone, self.size),
+                                   self.cfg.classifier_classes, self.cfg.detector_classes)
+        return network.to(device or self.device)
+
     def gflops_per_image(self, size: str) -> float:
         if size not in self._gflops:
             images = random_inputs(self.task, size, 1, torch.float32, self.device, self.cfg.seed)
+            network = self.network()
             with torch.inference_mode():
-                self._gflops[size] = count_flops(lambda: self.network(images)) / 1e9
+                self._gflops[size] = count_flops(lambda: network(images)) / 1e9
         return self._gflops[size]
 
     def onnx_runner(self, size: str) -> OnnxModel | OnnxDetector:
         """Export once (traced at `size`, any size runs) and open it in ONNX Runtime on the device."""
         if self._runner is None:
             example = random_inputs(self.task, size, 1, torch.float32, torch.device("cpu"), self.cfg.seed)
-            network_cpu = copy.deepcopy(self.network).cpu()
-            export_onnx(network_cpu, self.task, example[0] if self.task == "detector" else example, self.onnx_path,
-                        self.cfg.onnxruntime.opset, {"task": self.task})
+            export_onnx(self.network("cpu"), self.task, example[0] if self.task == "detector" else example,
+                        self.onnx_path, self.cfg.onnxruntime.opset, {"task": self.task})
             runner_class = OnnxDetector if self.task == "detector" else OnnxModel
             self._runner = runner_class(self.onnx_path, self.device, self.cfg.onnxruntime.threads,
                                         self.cfg.onnxruntime.optimization)
@@ -128,21 +132,18 @@ def _skip_reason(point: Point, device: torch.device) -> str | None:
 def prepare_call(point: Point, workload: Workload, inputs: Any, parity_cfg: Any) -> tuple[Callable[[], Any], str]:
     """The call to time for `point`'s backend, and the parity summary for ONNX Runtime (empty otherwise).
 
-    Raises DetectError when the ONNX model does not reproduce PyTorch.
+    Raises DetectError when the ONNX model does not reproduce PyTorch. The network is built for the point alone.
     """
-    network = workload.network
     if point.backend == "onnxruntime":
         runner = workload.onnx_runner(point.size)
-        parity = check_parity(network, point.task, runner, inputs, parity_cfg)
+        parity = check_parity(workload.network(), point.task, runner, inputs, parity_cfg)
         if not parity.ok:
             raise DetectError(f"ONNX parity failed: {parity.summary}")
         if point.task == "detector":
             return lambda: runner(inputs), parity.summary
         binding = runner.bind(images=inputs)
         return lambda: runner.run(binding), parity.summary
-    dtype = PRECISIONS[point.precision]
-    if dtype != torch.float32 or point.backend != "eager":
-        network = copy.deepcopy(network).to(dtype)
+    network = workload.network().to(PRECISIONS[point.precision])
     if point.backend == "channels_last":
         network = network.to(memory_format=torch.channels_last)
     if point.backend == "compile":
@@ -166,8 +167,7 @@ def run_point(point: Point, workload: Workload, cfg: DictConfig, device: torch.d
         with torch.inference_mode():
             call, parity = prepare_call(point, workload, inputs, cfg.parity)
             reset_peak_rss()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+            reset_cuda_peaks(device, release_cached=True)
             timing = time_calls(call, device, cfg.warmup.min_runs, cfg.warmup.min_s, cfg.repeats.budget_s,
                                 cfg.repeats.min_runs, cfg.repeats.max_runs, cfg.unsynchronized_runs,
                                 cuda_events=point.backend != "onnxruntime")

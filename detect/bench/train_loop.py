@@ -64,13 +64,19 @@ SIDES = ("lightning", "plain")
 
 
 @contextmanager
-def step_clock(model: FasterRCNN) -> Iterator[list[tuple[float, float]]]:
+def step_clock(model: FasterRCNN, device: torch.device | None = None) -> Iterator[list[tuple[float, float]]]:
     """perf_counter at the start of the forward and at the end of the optimizer step, for every training step of
-    `model` (the same hooks on both sides)."""
+    `model` (the same hooks on both sides); on a GPU `device`, after waiting for its queued work."""
+
+    def now() -> float:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     marks: list[tuple[float, float]] = []
     start = [0.0]
-    handles = [model.register_forward_pre_hook(lambda *_: start.__setitem__(0, time.perf_counter())),
-               register_optimizer_step_post_hook(lambda *_: marks.append((start[0], time.perf_counter())))]
+    handles = [model.register_forward_pre_hook(lambda *_: start.__setitem__(0, now())),
+               register_optimizer_step_post_hook(lambda *_: marks.append((start[0], now())))]
     try:
         yield marks
     finally:
@@ -122,8 +128,9 @@ def train_plain(cfg: DictConfig, model: FasterRCNN, datamodule: CocoDataModule, 
 
 
 def train_lightning(cfg: DictConfig, model: FasterRCNN, datamodule: CocoDataModule, steps: int,
-                    seed: int) -> list[tuple[float, float]]:
-    """`lightning.Trainer.fit` of the project's module for `steps` steps (in place); the `step_clock` marks."""
+                    seed: int, device: torch.device | None = None) -> list[tuple[float, float]]:
+    """`lightning.Trainer.fit` of the project's module for `steps` steps (in place); the `step_clock` marks (taken
+    after a synchronize on a GPU `device`)."""
     classes = datamodule.classes
     module = DetectionModule(model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
                              optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
@@ -132,7 +139,7 @@ def train_lightning(cfg: DictConfig, model: FasterRCNN, datamodule: CocoDataModu
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=steps, limit_val_batches=0, enable_checkpointing=False,
                                      callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()])
     torch.manual_seed(seed)
-    with step_clock(model) as marks:
+    with step_clock(model, device) as marks:
         trainer.fit(module, datamodule=datamodule)
     return marks
 

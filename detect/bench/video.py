@@ -35,7 +35,7 @@ from detect.bench.measure import count_flops, peak_tflops
 from detect.config import CONFIG_DIR
 from detect.device import resolve_device
 from detect.errors import DetectError
-from detect.export import detector_parity, export_detector
+from detect.export import detector_parity, export_detector, parse_size
 from detect.export.images import source_images
 from detect.inference.backends import check_backend
 from detect.inference.pipeline import infer
@@ -48,10 +48,11 @@ ROOT = Path(__file__).resolve().parents[2]
 VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
 
 
-def tutorial_model(backbone: str, score_threshold: float) -> FasterRCNN:
-    """torchvision's Faster R-CNN as `fasterrcnn_resnet50_fpn(weights=...)` builds it (any depth), 91 COCO outputs."""
+def tutorial_model(backbone: str, score_threshold: float, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
+    """torchvision's Faster R-CNN as `fasterrcnn_resnet50_fpn(weights=...)` builds it (any depth, its 800x1333 resize
+    unless told otherwise), 91 COCO outputs."""
     return FasterRCNN(resnet_fpn_backbone(backbone_name=backbone, weights=None), num_classes=91,
-                      box_score_thresh=score_threshold).eval()
+                      box_score_thresh=score_threshold, min_size=min_size, max_size=max_size).eval()
 
 
 def naive_loop(model: FasterRCNN, source: Path, frames: int, device: torch.device,
@@ -80,7 +81,7 @@ def naive_loop(model: FasterRCNN, source: Path, frames: int, device: torch.devic
     return detections, seconds
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=VIDEO, help="a video file (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=10, help="timed frames, after the warm-up (default: 10)")
@@ -95,12 +96,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="torch runs: torch.compile the backbone and RPN head (default: on)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--size", default="800x1333", help="the resize of both models: short side x long side limit "
+                        "(default: %(default)s, torchvision's)")
     parser.add_argument("--score-threshold", type=float, default=0.05,
                         help="both models' box score threshold; random weights score well above 0.05")
+    parser.add_argument("--peak-matmul", type=int, default=2048,
+                        help="side of the square matmul whose speed is each precision's peak (default: 2048)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path,
                         default=Path("outputs") / "bench" / f"video_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main() -> None:
@@ -111,14 +116,15 @@ def main() -> None:
         sys.exit(f"error: {error}")
 
 
-def run(args: argparse.Namespace) -> None:
-    """Both loops, then the report (printed and written to bench.json)."""
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, list[dict[str, torch.Tensor]]]]:
+    """Both loops, then the report (printed and written to bench.json); returns it with each run's detections
+    (the naive loop's under "naive")."""
     device = resolve_device(args.device)
     total = args.warmup + args.frames
     args.output_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(args.seed)
-    naive = tutorial_model(args.backbone, args.score_threshold).to(device)
+    naive = tutorial_model(args.backbone, args.score_threshold, *parse_size(args.size)).to(device)
     weights = args.output_dir / f"random_{args.backbone}_seed{args.seed}.pth"
     torch.save(naive.state_dict(), weights)
 
@@ -140,10 +146,10 @@ def run(args: argparse.Namespace) -> None:
              f"{gflop:.0f} GFLOP a frame (convolutions and matmuls, counted as direct)",
              f"naive loop            {naive_fps:7.3f} FPS {1000 / naive_fps:8.1f} ms/frame  (cv2 -> tensor -> fp32 "
              "eager -> draw -> write, sequential)"]
-    runs = []
+    runs, detections = [], {"naive": naive_detections}
     for spec in args.runs:
         print(f"infer.py pipeline {spec}: {total} frames ...", flush=True)
-        run_report = pipeline_run(args, spec, weights, naive_detections, gflop)
+        run_report, detections[spec] = pipeline_run(args, spec, weights, naive_detections, gflop)
         run_report |= {"ratio": run_report["fps"] / naive_fps,
                        "ratio_with_warmup": run_report["all_fps"] / naive_all_fps}
         runs.append(run_report)
@@ -158,21 +164,23 @@ def run(args: argparse.Namespace) -> None:
                          f"{run_report['vram_mb'][1]:.0f} MiB reserved (after warm-up)")
     report = "\n".join(lines)
     print(report)
-    (args.output_dir / "bench.json").write_text(json.dumps({
-        "naive_fps": naive_fps, "naive_fps_with_warmup": naive_all_fps, "runs": runs, "gflop_per_frame": gflop,
-        "args": {k: str(v) for k, v in vars(args).items()}, "report": report}, indent=2) + "\n")
+    figures = {"naive_fps": naive_fps, "naive_fps_with_warmup": naive_all_fps, "runs": runs, "gflop_per_frame": gflop,
+               "args": {k: str(v) for k, v in vars(args).items()}, "report": report}
+    (args.output_dir / "bench.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return figures, detections
 
 
 def pipeline_run(args: argparse.Namespace, spec: str, weights: Path, naive_detections: list[dict[str, torch.Tensor]],
-                 gflop: float) -> dict[str, Any]:
-    """infer.py's pipeline as `spec` (backend/precision) over the same frames: FPS, model time against the peak of
-    its precision, and (fp32) parity with the naive loop's detections."""
+                 gflop: float) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]]]:
+    """infer.py's pipeline as `spec` (backend/precision) over the same frames: FPS, per-stage statistics, model time
+    against the peak of its precision, and (fp32) parity with the naive loop's detections; and its detections."""
     backend, _, precision = spec.partition("/")
     total = args.warmup + args.frames
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="infer", overrides=[
             f"source={args.source}", f"weights={weights}", f"model/backbone={args.backbone}", f"backend={backend}",
             f"score_threshold={args.score_threshold}", f"device={args.device}", f"precision={precision}",
+            "model.min_size={}".format(parse_size(args.size)[0]), "model.max_size={}".format(parse_size(args.size)[1]),
             f"channels_last={args.channels_last}", f"compile={args.compile and backend == 'torch'}",
             f"warmup_frames={args.warmup}", f"max_frames={total}", "progress=false",
             f"output_dir={args.output_dir / spec.replace('/', '_')}"])
@@ -192,9 +200,9 @@ def pipeline_run(args: argparse.Namespace, spec: str, weights: Path, naive_detec
     parity = detector_parity(naive_detections, detections, box_px=1.0, score_tol=1e-3,
                              score_thresh=args.score_threshold)
     model_p50_ms = summary["stages_ms"]["model"]["p50"]
-    peak, peak_source = peak_tflops(resolve_device(args.device), precision, 2048)
+    peak, peak_source = peak_tflops(resolve_device(args.device), precision, args.peak_matmul)
     gflops = gflop / model_p50_ms * 1000.0
-    return {"spec": spec, "fps": summary["throughput_fps"], "all_fps": summary["frames"] / summary["total_wall_s"],
+    return {"spec": spec, "fps": summary["throughput_fps"], "stages_ms": summary["stages_ms"], "all_fps": summary["frames"] / summary["total_wall_s"],
             "model_p50_ms": model_p50_ms, "first_model_ms": (summary["warmup_model_ms"] or [float("nan")])[0],
             "gflops": gflops, "peak_gflops": peak * 1000.0, "peak_share": gflops / (peak * 1000.0),
             "peak": f"the {precision} peak {peak * 1000:.0f} GFLOP/s ({peak_source})",
@@ -203,7 +211,7 @@ def pipeline_run(args: argparse.Namespace, spec: str, weights: Path, naive_detec
             "parity": ("ok: " if parity.ok else "FAILED: ") + parity.summary + (
                 "" if any(len(d["scores"]) for d in naive_detections) else "; no detections: lower --score-threshold")
             if precision == "fp32"
-            else f"not compared ({precision} is not expected to match fp32 box for box)"}
+            else f"not compared ({precision} is not expected to match fp32 box for box)"}, detections
 
 
 if __name__ == "__main__":

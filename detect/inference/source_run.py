@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from detect.inference.detector import Detector
@@ -18,7 +17,7 @@ from detect.inference.summary import device_name, finite
 from detect.inference.tracking import Tracker
 from detect.inference.worker import BackgroundWorker
 from detect.inference.writer import ResultConsumer, ResultWriter
-from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
+from detect.timing import cuda_memory_mb, peak_rss_mb, reset_cuda_peaks, summarize
 
 
 def source_folders(readers: list[FrameReader], output_dir: Path) -> list[Path]:
@@ -57,8 +56,7 @@ class SourceRun:
         warmup = self.frames < self.cfg.warmup_frames
         if not warmup and self.measure_start is None:
             self.measure_start = result.started
-            if detector.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(detector.device)
+            reset_cuda_peaks(detector.device)
         if self.sizes is None:
             input_size = detector.backend.input_size
             height, width = result.image.shape[:2]
