@@ -25,6 +25,7 @@ from detect.config import CONFIG_DIR, check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
+from detect.inference.counting import ZoneCounter, zone_counter
 from detect.inference.result import Result
 from detect.inference.sources import FrameReader
 from detect.inference.tracking import Tracker
@@ -145,21 +146,25 @@ class Detector:
 
     def stream(self, source: str | int | Path | FrameReader, *, vid_stride: int = 1,
                classes: Sequence[str | int] | None = None, max_det: int | None = None,
-               tracker: str | Mapping[str, Any] | Tracker | None = None, queue_size: int = 8,
+               tracker: str | Mapping[str, Any] | Tracker | None = None,
+               zones: str | Mapping[str, Any] | ZoneCounter | None = None, queue_size: int = 8,
                stop_event: threading.Event | None = None) -> Iterator[Result]:
         """Results for every frame of `source` (an image, folder, glob, video file, webcam index or URL, or a
         FrameReader already open with its own options), decoded on a background thread. Breaking out of the loop,
         an error or the end of the input closes the source; setting `stop_event` ends it after the current frame.
-        With `tracker` (a name of configs/tracker, its settings, or a Tracker) each result has `track_ids`."""
+        With `tracker` (a name of configs/tracker, its settings, or a Tracker) each result has `track_ids`; with
+        `zones` too (a name of configs/zones, its settings, or a ZoneCounter) it has `counts` and `events`."""
         check_filters(max_det=max_det)
         labels = self._labels_of(classes)
         reader = source if isinstance(source, FrameReader) else FrameReader(source, queue_size, vid_stride, stop_event)
         try:
             if tracker is not None and not isinstance(tracker, Tracker):
                 tracker = Tracker(tracker, reader.frame_rate)
+            counter = zone_counter(zones, tracker, reader.fps)
             for frame in reader:
                 result = self.predict(frame.image, frame.index, frame.name, frame.decode_ms, labels, max_det)
-                yield tracker.update(result) if tracker is not None else result
+                result = tracker.update(result) if tracker is not None else result
+                yield counter.update(result) if counter is not None else result
         finally:
             reader.close()
 

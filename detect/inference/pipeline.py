@@ -28,7 +28,10 @@ from detect.config import check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import BackendOptions, check_backend, load_backend
+from detect.inference.counting import zone_counter
+from detect.inference.counting_gt import counting_error
 from detect.inference.detector import Detector, check_filters
+from detect.inference.events import CountingSink
 from detect.inference.sinks import open_media_writer
 from detect.inference.sources import FrameReader
 from detect.inference.summary import device_name, finite, format_summary
@@ -51,6 +54,7 @@ def check_infer_config(cfg: DictConfig) -> None:
     check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
     check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
     check_model_config(cfg.model)
+    zone_counter(cfg.get("zones"), cfg.get("tracker"), 0.0)  # the zones' keys and points, and a tracker for them
     if cfg.track_gt is not None:
         if cfg.get("tracker") is None or cfg.vid_stride != 1:
             raise DetectError(f"track_gt={cfg.track_gt} needs a tracker (tracker=bytetrack) and every frame "
@@ -126,15 +130,16 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
     source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
     total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
     tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.frame_rate) if cfg.get("tracker") else None
+    counter = zone_counter(cfg.get("zones"), tracker, reader.fps)
     writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", tracker is not None, cfg.show,
-                          cfg.verbose, total, consumer)
+                          cfg.verbose, total, consumer, CountingSink(output_dir, counter) if counter else None)
     worker = BackgroundWorker(writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI wants one thread
     frames, stopped_by, sizes = 0, "end of input" if reader.frame_count else "stream closed", None
     run_start = time.perf_counter()
     measure_start = previous_start = frame_interval_ms = None
     bar = tqdm(total=total, unit="frame", disable=not cfg.progress, dynamic_ncols=True)
     try:
-        for result in detector.stream(reader, tracker=tracker):
+        for result in detector.stream(reader, tracker=tracker, zones=counter):
             warmup = frames < cfg.warmup_frames
             if not warmup and measure_start is None:
                 measure_start = result.started
@@ -187,6 +192,7 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
         "corrupt_frames": reader.corrupt, "corrupt": reader.corrupt_names[:20], "dropped_frames": reader.dropped,
         "stopped_by": stopped_by, "detections": writer.detections,
         **({"tracker": tracker.name, "tracks": len(tracker.track_ids)} if tracker else {}),
+        **({"zones": counter.summary(detector.classes), "events": writer.counting.events} if counter else {}),
         "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
         "warmup_model_ms": writer.warmup_model_ms,
         "throughput_fps": measured / measured_s if measured else float("nan"),
@@ -196,11 +202,17 @@ def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: 
         "outputs": {"media": str(media.path) if media else None, "detections": str(writer.json.path),
                     "frames": str(writer.csv.path), "labels": str(writer.txt.path) if writer.txt else None,
                     **({"tracks": str(writer.tracks.path)} if tracker else {}),
+                    **({"events": str(writer.counting.path),
+                        "occupancy": str(writer.counting.occupancy_path) if writer.counting.occupancy_path else None}
+                       if counter else {}),
                     "summary": str(output_dir / "summary.json")},
     })
     if cfg.track_gt is not None:
         summary["tracking_metrics"] = evaluate_tracking(cfg.track_gt, writer.tracks.path, output_dir,
                                                         last_frame=writer.last_frame + 1)
+        if counter is not None:
+            summary["counting_error"] = counting_error(cfg.track_gt, counter.spec, summary["zones"]["lines"],
+                                                       writer.last_frame)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary), flush=True)
     return summary
