@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose_infer, write_clip
+from test_tracking import MovingBoxes  # a perfect detector of write_clip's square
 
 from detect.data.synthetic_video import write_tracking_video
 from detect.errors import DetectError
@@ -60,22 +61,9 @@ def test_crossings_in_and_out_entries_exits_and_time_inside() -> None:
     assert last[0]["seconds_inside"] == pytest.approx(1.1)
 
 
-class MovingSquare:
-    """A backend whose one box moves 6 px right each call (a perfect detector of write_clip's square)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        x = 5.0 + 6 * self.calls
-        self.calls += 1
-        return [{"boxes": torch.tensor([[x, 30.0, x + 30, 60.0]]), "labels": torch.tensor([1]),
-                 "scores": torch.tensor([0.95])}]
-
-
 def test_stream_puts_counts_and_events_on_each_result(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.avi", frames=14)  # 96x128: the square crosses x=64 to the right
-    detector = Detector(Backend(MovingSquare(), CLASSES, "moving square"))
+    detector = Detector(Backend(MovingBoxes(), CLASSES, "moving boxes"))
     zones = {"lines": {"middle": {"start": [64, 0], "end": [64, 96]}}}
     results = list(detector.stream(clip, tracker="bytetrack", zones=zones))
     assert [r.counts["lines"]["middle"]["in"] for r in results] == [0] * 10 + [1] * 4  # wholly right at frame 10
@@ -98,7 +86,7 @@ def test_bad_zones_are_one_line_naming_the_zone(zones: object, message: str) -> 
 
 def test_zone_outside_the_frame_and_zones_without_tracker_are_one_line(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.avi", frames=3)
-    detector = Detector(Backend(MovingSquare(), CLASSES, "moving square"))
+    detector = Detector(Backend(MovingBoxes(), CLASSES, "moving boxes"))
     far = "+zones={lines: {far: {start: [0, 50], end: [500, 50]}}}"  # inline zones: Hydra's + adds the group's node
     cfg = compose_infer([f"source={clip}", "tracker=bytetrack", far], tmp_path / "out")
     with pytest.raises(DetectError, match=r"^zone 'far': point \[500, 50\] is outside the 128x96 frame of clip.avi"):
