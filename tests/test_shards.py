@@ -32,7 +32,7 @@ def test_shards_take_every_nth_sorted_video_and_bad_shards_are_one_line(tmp_path
     for shard in ("2/2", "1-2", "x/y", "0/0"):
         with pytest.raises(DetectError, match=f"^shard={shard} must be i/n with 0 <= i < n"):
             shard_files(str(tmp_path), shard)
-    with pytest.raises(DetectError, match="^shard=0/2 splits a folder or glob of videos .* source=.*sub/none names none"):
+    with pytest.raises(DetectError, match="^shard=0/2 splits a folder or glob of videos .* source=.*/none names none"):
         shard_files(str(tmp_path / "sub" / "none"), "0/2")
     (tmp_path / "sub" / "e.jpg").write_bytes(b"")
     with pytest.raises(DetectError, match="^source=.*sub holds both videos and images; pass a glob of one kind"):
@@ -72,7 +72,7 @@ def test_shards_merge_into_the_detections_of_one_run(tmp_path: Path) -> None:
     assert merged["total"]["zones"] == {"middle": {"in": 2, "out": 0}}
     events = [json.loads(line) for line in (out / "merged" / "events.jsonl").read_text().splitlines()]
     assert [(e["source"], e["frame"], e["direction"]) for e in events] == [("a.avi", 10, "in"), ("b.avi", 10, "in")]
-    with pytest.raises(DetectError, match=r"^the runs to merge are shards 0/2 of .*\(missing \['1/2'\], repeated none\)"):
+    with pytest.raises(DetectError, match=r"^the runs to merge are shards 0/2 of .*missing \['1/2'\], repeated none"):
         merge_runs([out / "0"], out / "partial")
     with pytest.raises(DetectError, match="^track_gt=.* scores one video"):
         infer_files(compose_infer([f"source={videos}", f"track_gt={videos / 'a.avi'}", "tracker=sort"], out / "x"))
