@@ -105,8 +105,9 @@ class MergeShards(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if any(sweep_dir.glob(f"*/{MANIFEST}")):
-            exit_on_error(lambda folder: merge_runs([folder], folder), sweep_dir)
+        manifests = [json.loads(path.read_text()) for path in sweep_dir.glob(f"*/{MANIFEST}")]
+        if len({m["source"] for m in manifests}) == 1 and any(not m["shard"].endswith("/1") for m in manifests):
+            exit_on_error(lambda folder: merge_runs([folder], folder), sweep_dir)  # else: no split to merge
 
 
 def main() -> None:
