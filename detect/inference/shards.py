@@ -71,8 +71,10 @@ def shard_files(source: str, shard: str | None) -> tuple[Path, list[Path], int]:
 
 def names_videos(cfg: DictConfig) -> bool:
     """Whether infer.py runs `cfg` video by video (a folder or glob of videos, or a shard of one)."""
-    return cfg.get("shard") is not None or (not OmegaConf.is_missing(cfg, "source")
-                                             and list_videos(str(cfg.source)) is not None)
+    if cfg.get("shard") is not None:
+        return True
+    single = not OmegaConf.is_missing(cfg, "source") and not OmegaConf.is_list(cfg.source)  # a list: several sources
+    return single and list_videos(str(cfg.source)) is not None
 
 
 def infer_files(cfg: DictConfig, detector: Detector | None = None) -> dict[str, Any]:
