@@ -164,7 +164,8 @@ def test_infer_shards_run_as_slurm_jobs_and_merge_into_the_single_process_detect
     assert sharded.returncode == 0, (sharded.stdout + sharded.stderr)[-4000:] + logs
     array_jobs = sorted(path.name for path in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", path.name))
     assert len(array_jobs) == 2, logs  # submitit submits the sweep as one job array: <job>_0 and <job>_1
-    assert all(job_fields(cluster, job)["JobState"] == "COMPLETED" for job in array_jobs), logs
+    for job in array_jobs:  # submitit returns at the job's result file, which can be before SLURM's end of the job
+        assert wait_done(cluster, job, sweep / ".submitit" / job / f"{job}_0_log.out")["JobState"] == "COMPLETED", logs
     assert [json.loads((sweep / job / "files.json").read_text())["files"] for job in ("0", "1")] == [
         ["a.avi", "c.avi"], ["b.avi"]]
     merged = json.loads((sweep / "summary.json").read_text())
