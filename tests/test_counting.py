@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose_infer, write_clip
-from test_tracking import MovingBoxes  # a perfect detector of write_clip's square
+from test_shards import BrightSquare  # a perfect detector of write_clip's square, frame by frame
+from test_tracking import MovingBoxes  # the same square, from the number of calls
 
 from detect.data.synthetic_video import write_tracking_video
 from detect.errors import DetectError
@@ -70,6 +71,18 @@ def test_stream_puts_counts_and_events_on_each_result(tmp_path: Path) -> None:
     assert [(r.frame, e["direction"], e["source"]) for r in results for e in r.events] == [(10, "in", "clip.avi")]
     with pytest.raises(DetectError, match="^zones count tracks: add a tracker"):
         next(detector.stream(clip, zones=zones))
+
+
+def test_each_source_of_a_run_has_its_own_counter_and_events(tmp_path: Path) -> None:
+    clips = [write_clip(tmp_path / f"{name}.avi", frames=frames) for name, frames in (("a", 12), ("b", 14))]
+    detector = Detector(Backend(BrightSquare(), CLASSES, "bright square"))
+    middle = "+zones={lines: {middle: {start: [64, 0], end: [64, 96]}}}"
+    summary = infer(compose_infer([f"source=[{clips[0]},{clips[1]}]", "tracker=bytetrack", middle], tmp_path / "out"),
+                    detector)
+    assert [row["zones"]["lines"]["middle"]["in"] for row in summary["sources"]] == [1, 1]  # not 2: one counter each
+    for name in ("a", "b"):
+        events = [json.loads(line) for line in (tmp_path / "out" / name / "events.jsonl").read_text().splitlines()]
+        assert [(e["source"], e["frame"], e["direction"]) for e in events] == [(f"{name}.avi", 10, "in")]
 
 
 @pytest.mark.parametrize(("zones", "message"), [

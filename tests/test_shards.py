@@ -43,9 +43,12 @@ class BrightSquare:
     """A backend that boxes write_clip's bright square wherever it is: the same detections for a frame in any run."""
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        ys, xs = torch.nonzero(images[0][1] > 0.5, as_tuple=True)
-        box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
-        return [{"boxes": box, "labels": torch.tensor([1]), "scores": torch.tensor([0.9])}]
+        outputs = []
+        for image in images:
+            ys, xs = torch.nonzero(image[1] > 0.5, as_tuple=True)
+            box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
+            outputs.append({"boxes": box, "labels": torch.tensor([1]), "scores": torch.tensor([0.9])})
+        return outputs
 
 
 def test_shards_merge_into_the_detections_of_one_run(tmp_path: Path) -> None:

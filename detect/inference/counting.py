@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +172,9 @@ def _text(image: np.ndarray, text: str, center: np.ndarray, scale: float) -> Non
                  background_color=sv.Color.WHITE)
 
 
+ZonesInput = str | Mapping[str, Any] | ZoneCounter | Sequence[ZoneCounter | None] | None
+
+
 def zone_counter(zones: str | Mapping[str, Any] | ZoneCounter | None, tracker: object | None,
                  fps: float) -> ZoneCounter | None:
     """A ZoneCounter for `zones` (None without), which needs `tracker`: counting follows track ids."""
@@ -180,6 +183,20 @@ def zone_counter(zones: str | Mapping[str, Any] | ZoneCounter | None, tracker: o
     if tracker is None:
         raise DetectError("zones count tracks: add a tracker (tracker=bytetrack, or sort, ocsort, botsort)")
     return zones if isinstance(zones, ZoneCounter) else ZoneCounter(zones, fps)
+
+
+def zone_counters(zones: ZonesInput, trackers: Sequence[object | None],
+                  readers: Sequence[Any]) -> list[ZoneCounter | None]:
+    """One counter per source (a FrameReader, None where it did not open), each with its source's tracker: `zones`
+    itself for one source, a new one per source from a name or settings, or the list given."""
+    if isinstance(zones, Sequence) and not isinstance(zones, str):
+        if len(zones) != len(readers):
+            raise DetectError(f"{len(zones)} zone counters for {len(readers)} sources: pass one per source, or a name")
+        return [zone_counter(counter, tracker, 0.0) for counter, tracker in zip(zones, trackers)]
+    if isinstance(zones, ZoneCounter) and len(readers) > 1:
+        raise DetectError("one ZoneCounter for several sources: pass a zones name (one counter each) or a list")
+    return [zone_counter(zones, tracker, reader.fps) if reader is not None else None
+            for tracker, reader in zip(trackers, readers)]
 
 
 def format_counts(zones: Mapping[str, Any], errors: Mapping[str, Any] | None = None) -> str:

@@ -11,7 +11,6 @@ and the sweep folder gets the merge of the shards when all are done (merge.Merge
 from __future__ import annotations
 
 import glob
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from detect.errors import DetectError
 from detect.inference.detector import Detector
 from detect.inference.merge import MANIFEST, merge_runs
 from detect.inference.pipeline import check_infer_config, infer, load_detector
-from detect.inference.sources import IMAGE_SUFFIXES
+from detect.inference.source_list import IMAGE_SUFFIXES, glob_root
 
 VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".webm", ".wmv")
 
@@ -34,7 +33,7 @@ def list_videos(source: str) -> tuple[Path, list[Path]] | None:
     if path.is_dir():
         root, files = path, [p for p in path.iterdir() if p.is_file()]
     elif glob.has_magic(source):
-        root = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))  # Path() is "."
+        root = glob_root(source)
         files = [Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file()]
     else:
         return None
