@@ -7,13 +7,13 @@ from omegaconf import DictConfig
 
 from detect.config import check_group_overrides
 from detect.errors import exit_on_error
-from detect.inference.pipeline import infer
+from detect.inference.shards import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
     try:
-        exit_on_error(infer, cfg)
+        exit_on_error(run, cfg)
     except KeyboardInterrupt:  # before the first frame; later, Ctrl-C ends the run cleanly inside infer()
         sys.exit("interrupted")
 

@@ -1,5 +1,6 @@
 """SLURM for real: a one-node cluster inside this machine (tests/slurm/cluster.py), a 2-task DDP job that sbatch and
-srun start with trainer=slurm, and a job preempted with SIGUSR1 that Lightning saves, requeues and resumes."""
+srun start with trainer=slurm, a job preempted with SIGUSR1 that Lightning saves, requeues and resumes, and infer.py
+shards of a folder of videos submitted by the submitit launcher and merged."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from detect.config import check_group_overrides
-from helpers import CONFIGS, ROOT, TINY, synthetic_overrides
+from detect.model import Classes
+from detect.inference.shards import infer_files
+from helpers import CONFIGS, ROOT, TINY, TINY_INFER, compose_infer, synthetic_overrides, write_checkpoint, write_clip
 from slurm.cluster import Cluster, ClusterError
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
@@ -139,3 +142,35 @@ def test_launcher_submits_one_task_per_device_with_usr1_and_requeue(monkeypatch:
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # every rank and the requeued job: one run dir, named by the job
     cfg = compose_with_hydra(["trainer=slurm"])
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.num_nodes == 1 and cfg.hydra.run.dir == "outputs/slurm/4242"
+
+
+@pytest.mark.slow
+def test_infer_shards_run_as_slurm_jobs_and_merge_into_the_single_process_detections(cluster: Cluster,
+                                                                                      tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, frames in (("a", 3), ("b", 4), ("c", 5)):
+        write_clip(videos / f"{name}.avi", frames=frames)
+    weights = tmp_path / "weights.ckpt"  # seeded random weights: boxes and scores to compare, the same in every run
+    write_checkpoint(weights, compose_infer(["source=x"], tmp_path).model, Classes(["square"], [1]))
+    overrides = [f"source={videos}", f"weights={weights}", "score_threshold=0.05", "max_det=5"]
+    single = infer_files(compose_infer(overrides, tmp_path / "single"))  # one process here, the jobs' threads=1
+    sweep = tmp_path / "sweep"
+    env = {**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    sharded = subprocess.run([sys.executable, str(ROOT / "infer.py"), "-m", *TINY_INFER, *overrides,
+                              "hydra/launcher=slurm", "shard=0/2,1/2",
+                              f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=10"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=400)
+    logs = "".join(path.read_text(errors="replace")[-2000:] for path in sweep.glob(".submitit/*/*.out"))
+    assert sharded.returncode == 0, (sharded.stdout + sharded.stderr)[-4000:] + logs
+    array_jobs = sorted(path.name for path in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", path.name))
+    assert len(array_jobs) == 2, logs  # submitit submits the sweep as one job array: <job>_0 and <job>_1
+    for job in array_jobs:  # submitit returns at the job's result file, which can be before SLURM's end of the job
+        assert wait_done(cluster, job, sweep / ".submitit" / job / f"{job}_0_log.out")["JobState"] == "COMPLETED", logs
+    assert [json.loads((sweep / job / "files.json").read_text())["files"] for job in ("0", "1")] == [
+        ["a.avi", "c.avi"], ["b.avi"]]
+    merged = json.loads((sweep / "summary.json").read_text())
+    assert merged["shards"] == 2 and [row["frames"] for row in merged["rows"]] == [3, 4, 5]
+    assert merged["total"]["detections"] == single["total"]["detections"]
+    records = json.loads((sweep / "detections.json").read_text())
+    assert len(records) > 12 and records == json.loads((tmp_path / "single" / "detections.json").read_text())

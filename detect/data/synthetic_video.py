@@ -7,6 +7,8 @@ crossing and occluding each other, entering and leaving. Deterministic by seed, 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +17,13 @@ import numpy as np
 
 from detect.cache import cached_folder
 from detect.data.synthetic import CATEGORIES, draw_shape, shape_color, textured_background
+from detect.errors import DetectError
+from detect.inference.counting_gt import COUNTS_FILE, true_counts
+from detect.inference.zones import check_zones_in_frame, load_zones
 
 VIDEO_NAME = "synthetic_tracking.avi"
 MIN_VISIBLE = 0.4  # a shape less visible than this (occluded or outside the frame) is marked "ignore" in the gt
+ZONES = "synthetic"  # configs/zones/synthetic.yaml: its lines' true crossings go beside the gt (gt/counts.json)
 
 
 @dataclass
@@ -100,17 +106,50 @@ def _shape_pixels(shape: MovingShape) -> int:
     return int(cv2.countNonZero(mask))
 
 
+def _counted_lines(size: tuple[int, int]) -> dict[str, list] | None:
+    """The lines of configs/zones/ZONES by name (start, end, min_frames), or None if they do not fit the frame."""
+    spec = load_zones(ZONES)
+    try:
+        check_zones_in_frame(spec, size[1], size[0], VIDEO_NAME)
+    except DetectError:
+        return None
+    return {line.name: [list(line.start), list(line.end), line.min_frames] for line in spec.lines}
+
+
+def _write_counts(path: Path, gt_lines: list[str], shapes: list[MovingShape], frames: int, size: tuple[int, int],
+                  fps: float) -> None:
+    """counts.json: the true crossings of ZONES' lines by every shape in the frame (occluded ones too), from the
+    gt boxes and ids; frames counted from 0 as in infer.py's events.jsonl."""
+    rows = [line.split(",") for line in gt_lines]
+    names = {shape.track_id: shape.name for shape in shapes}
+    per_frame: list[list[list[str]]] = [[] for _ in range(frames)]
+    for row in rows:
+        per_frame[int(row[0]) - 1].append(row)
+
+    def true_boxes() -> Iterator[tuple[int, np.ndarray, np.ndarray, list[str]]]:
+        for frame, frame_rows in enumerate(per_frame):
+            boxes = np.array([[float(r[2]), float(r[3]), float(r[2]) + float(r[4]), float(r[3]) + float(r[5])]
+                              for r in frame_rows]).reshape(-1, 4)
+            ids = np.array([int(r[1]) for r in frame_rows], dtype=np.int64)
+            yield frame, boxes, ids, [names[int(i)] for i in ids]
+
+    counts = true_counts(ZONES, true_boxes(), size, fps, [category["name"] for category in CATEGORIES])
+    path.write_text(json.dumps(counts, indent=1) + "\n")
+
+
 def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, frames: int = 200,
                          size: tuple[int, int] = (120, 160), objects: int = 10, fps: float = 25.0,
                          object_sizes: tuple[int, int] = (20, 40)) -> dict[str, Path]:
-    """Write (once) the video and its gt; return {"video": ..avi, "gt": ../gt/gt.txt}.
+    """Write (once) the video and its gt; return {"video": ..avi, "gt": ../gt/gt.txt, "counts": ../gt/counts.json
+    (None when the lines of configs/zones/ZONES do not fit the frame)}.
 
     gt.txt is MOTChallenge's: frame (from 1), id, x, y, w, h (clipped to the frame), consider (0 for a shape less
-    than MIN_VISIBLE visible), class 1, visibility.
+    than MIN_VISIBLE visible), class 1, visibility. counts.json has the true crossings of ZONES' lines.
     """
     height, width = size
+    counted_lines = _counted_lines(size)
     params = dict(seed=seed, frames=frames, size=list(size), objects=objects, fps=fps,
-                  object_sizes=list(object_sizes), version=1)
+                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=2)
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
@@ -118,15 +157,19 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
         shapes = _shapes(rng, objects, frames, width, height, object_sizes)
         writer = cv2.VideoWriter(str(folder / VIDEO_NAME), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
         (folder / "gt").mkdir()
-        with open(folder / "gt" / "gt.txt", "w") as gt:
-            for frame in range(frames):
-                image, lines = _render(background, shapes, frame, rng)
-                writer.write(image)
-                gt.writelines(line + "\n" for line in lines)
+        gt_lines = []
+        for frame in range(frames):
+            image, lines = _render(background, shapes, frame, rng)
+            writer.write(image)
+            gt_lines += lines
         writer.release()
+        (folder / "gt" / "gt.txt").write_text("".join(line + "\n" for line in gt_lines))
+        if counted_lines is not None:
+            _write_counts(folder / "gt" / COUNTS_FILE, gt_lines, shapes, frames, size, fps)
 
     folder = cached_folder(cache_dir, "tracking", params, VIDEO_NAME, write)
-    return {"video": folder / VIDEO_NAME, "gt": folder / "gt" / "gt.txt"}
+    return {"video": folder / VIDEO_NAME, "gt": folder / "gt" / "gt.txt",
+            "counts": folder / "gt" / COUNTS_FILE if counted_lines is not None else None}
 
 
 def main() -> None:
@@ -136,9 +179,10 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $DETECT_CACHE or ~/.cache/detect")
     args = parser.parse_args()
     paths = write_tracking_video(args.cache_dir, args.seed, args.frames)
-    print(f"video {paths['video']}\ngt    {paths['gt']}\ntrack it with the demo detector:\n"
+    print(f"video {paths['video']}\ngt    {paths['gt']}\ncounts {paths['counts']}\n"
+          f"track and count it with the demo detector:\n"
           f"  uv run infer.py source={paths['video']} weights=outputs/<demo run>/checkpoints/best.ckpt "
-          f"tracker=bytetrack track_gt={paths['gt']}")
+          f"tracker=bytetrack track_gt={paths['gt']}" + (f" zones={ZONES}" if paths["counts"] else ""))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from detect.config import CONFIG_DIR, check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
+from detect.inference.counting import ZonesInput, zone_counters
 from detect.inference.image_input import ImageInput, read_image
 from detect.inference.multisource import ReaderOptions, interleave, open_readers
 from detect.inference.preprocess import to_model_input
@@ -174,7 +175,7 @@ class Detector:
 
     def stream(self, source: SourceInput | Sequence[SourceInput], *, vid_stride: int = 1,
                classes: Sequence[str | int] | None = None, max_det: int | None = None,
-               tracker: TrackerInput | Sequence[Tracker] = None, queue_size: int = 8,
+               tracker: TrackerInput | Sequence[Tracker] = None, zones: ZonesInput = None, queue_size: int = 8,
                stop_event: threading.Event | None = None, reconnect: float = RECONNECT_S,
                read_timeout: float = READ_TIMEOUT_S) -> Iterator[Result]:
         """Results for every frame of `source` (an image, folder, glob, video file, webcam index or URL, or a
@@ -182,7 +183,8 @@ class Detector:
         list, or a .txt file with one a line), their frames batched, each result with its `source_index`. A live
         source that drops is reopened for up to `reconnect` s. Breaking out of the loop, an error or the end of the
         input closes the sources; setting `stop_event` ends them after the current frames. With `tracker` (a name of
-        configs/tracker, its settings, a Tracker, or one Tracker per source) each result has `track_ids`."""
+        configs/tracker, its settings, a Tracker, or one Tracker per source) each result has `track_ids`; with `zones`
+        too (a name of configs/zones, its settings, a ZoneCounter, or one per source) it has `counts` and `events`."""
         check_filters(max_det=max_det)
         labels = self._labels_of(classes)
         sources = [source] if isinstance(source, FrameReader) else parse_sources(source)
@@ -191,11 +193,13 @@ class Detector:
                                   ready)
         try:
             trackers = _trackers(tracker, readers)
+            counters = zone_counters(zones, trackers, readers)
             for batch in interleave(readers, ready):
                 results = self.predict_frames([frame for _, frame in batch], labels, max_det)
                 for (index, _), result in zip(batch, results):
                     result.source_index = index
-                    yield trackers[index].update(result) if trackers[index] is not None else result
+                    result = trackers[index].update(result) if trackers[index] is not None else result
+                    yield counters[index].update(result) if counters[index] is not None else result
         finally:
             for reader in readers:
                 if reader is not None:

@@ -29,6 +29,8 @@ from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import BackendOptions, check_backend, load_backend
 from detect.inference.capture import check_reconnect
+from detect.inference.counting import zone_counter
+from detect.inference.counting_gt import counting_error
 from detect.inference.detector import Detector, check_filters
 from detect.inference.multisource import ReaderOptions, open_readers
 from detect.inference.source_list import parse_sources
@@ -52,6 +54,7 @@ def check_infer_config(cfg: DictConfig) -> None:
     check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
     check_model_config(cfg.model)
     check_reconnect(cfg.reconnect, cfg.read_timeout)
+    zone_counter(cfg.get("zones"), cfg.get("tracker"), 0.0)  # the zones' keys and points, and a tracker for them
     if cfg.track_gt is not None:
         if len(parse_sources(cfg.source)) > 1:
             raise DetectError(f"track_gt={cfg.track_gt} scores one source: run it on one, not a list of sources")
@@ -148,7 +151,8 @@ def _run(cfg: DictConfig, readers: list[FrameReader | None], failed: list[dict[s
         for run in runs:
             closing.callback(run.close)
         try:
-            for result in detector.stream(opened, tracker=[run.tracker for run in runs]):
+            for result in detector.stream(opened, tracker=[run.tracker for run in runs],
+                                          zones=[run.counter for run in runs]):
                 run = runs[result.source_index]
                 run.submit(result, detector)
                 bar.update()
@@ -164,6 +168,9 @@ def _run(cfg: DictConfig, readers: list[FrameReader | None], failed: list[dict[s
     if cfg.track_gt is not None:
         rows[0]["tracking_metrics"] = evaluate_tracking(cfg.track_gt, runs[0].writer.tracks.path, output_dir,
                                                         last_frame=runs[0].writer.last_frame + 1)
+        if runs[0].counter is not None:
+            rows[0]["counting_error"] = counting_error(cfg.track_gt, runs[0].counter.spec, rows[0]["zones"]["lines"],
+                                                       runs[0].writer.last_frame)
     for run, row in zip(runs, rows):
         (run.output_dir / "summary.json").write_text(json.dumps(row, indent=2) + "\n")
     if len(readers) == 1:

@@ -33,6 +33,8 @@ class Result:
     ms: dict[str, float] = field(default_factory=dict)
     started: float = 0.0
     track_ids: np.ndarray | None = None  # N int64 with a tracker: stable ids across frames, -1 for unconfirmed boxes
+    counts: dict[str, Any] | None = None  # with zones: each line's in / out and each polygon's occupancy so far
+    events: list[dict[str, Any]] | None = None  # with zones: this frame's crossings, entries and exits
     source_index: int = 0  # which of the sources of `Detector.stream([...])` the frame came from
 
     def __len__(self) -> int:

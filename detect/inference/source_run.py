@@ -9,7 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from detect.inference.counting import zone_counter
 from detect.inference.detector import Detector
+from detect.inference.events import CountingSink
 from detect.inference.result import Result
 from detect.inference.sinks import open_media_writer
 from detect.inference.sources import FrameReader
@@ -43,9 +45,11 @@ class SourceRun:
         source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
         self.total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
         self.tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.frame_rate) if cfg.get("tracker") else None
+        self.counter = zone_counter(cfg.get("zones"), self.tracker, reader.fps)
         self.writer = ResultWriter(output_dir, self.media, cfg.save_txt, reader.kind != "images",
                                    self.tracker is not None, cfg.show, cfg.verbose, self.total,
-                                   f"detect {reader.name}", consumer)
+                                   f"detect {reader.name}", consumer,
+                                   counting=CountingSink(output_dir, self.counter) if self.counter else None)
         self.worker = BackgroundWorker(self.writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI: 1 thread
         self.frames, self.stopped_by = 0, None
         self.sizes: tuple | None = None  # (frame HxW, network input HxW, padded HxW)
@@ -114,6 +118,8 @@ class SourceRun:
             "frames_lost": sum(gap.frames_lost or 0 for gap in gaps), "resized_frames": reader.resized,
             "stopped_by": self.ended_by(run_stopped_by), "detections": writer.detections,
             **({"tracker": self.tracker.name, "tracks": len(self.tracker.track_ids)} if self.tracker else {}),
+            **({"zones": self.counter.summary(backend.classes.names), "events": writer.counting.events}
+               if self.counter else {}),
             "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
             "warmup_model_ms": writer.warmup_model_ms,
             "throughput_fps": measured / measured_s if measured else float("nan"),
@@ -123,5 +129,7 @@ class SourceRun:
             "outputs": {"media": str(self.media.path) if self.media else None, "detections": str(writer.json.path),
                         "frames": str(writer.csv.path), "labels": str(writer.txt.path) if writer.txt else None,
                         **({"tracks": str(writer.tracks.path)} if self.tracker else {}),
+                        **({"events": str(writer.counting.path), "occupancy": str(writer.counting.occupancy_path)
+                            if writer.counting.occupancy_path else None} if self.counter else {}),
                         "summary": str(self.output_dir / "summary.json")},
         })

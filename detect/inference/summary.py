@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from detect.cpu import cpu_description
+from detect.inference.counting import format_counts
 from detect.mot import format_tracking_metrics
 
 
@@ -65,6 +66,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{'tracking':<12}{summary['tracker']}: {summary['tracks']} tracks")
     if "tracking_metrics" in summary:
         lines.append(f"{'vs gt':<12}{format_tracking_metrics(summary['tracking_metrics'])}")
+    if "zones" in summary:
+        lines.append(f"{'counting':<12}{format_counts(summary['zones'], summary.get('counting_error'))}")
     lines.append(f"{'outputs':<12}{', '.join(str(path) for path in summary['outputs'].values() if path)}")
     return "\n".join(lines)
 

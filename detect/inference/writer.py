@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 from tqdm import tqdm
 
+from detect.inference.events import CountingSink
 from detect.inference.result import Result
 from detect.inference.sinks import DetectionsJson, FramesCsv, LabelsTxt, MotTracks, timed_stages
 from detect.visualize import TrackTrails, draw_detections, draw_overlay
@@ -33,6 +34,7 @@ class ResultWriter:
     frame_count: int | None = None
     window: str = "detect"  # the window's title with show
     consumer: ResultConsumer | None = None
+    counting: CountingSink | None = None  # with zones: draws them, writes events.jsonl and occupancy.csv
     warmup_model_ms: list[float] = field(default_factory=list)
     detections: int = 0
     last_frame: int = -1  # the source index of the last frame written
@@ -56,6 +58,8 @@ class ResultWriter:
                 self.trails.draw(result.image, result.boxes, result.track_ids)
             draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names,
                             result.track_ids)
+            if self.counting is not None:
+                self.counting.draw(result)
             draw_overlay(result.image, overlay)
             if self.media is not None:
                 self.media.write(result.image, result.source)
@@ -71,6 +75,8 @@ class ResultWriter:
             self.txt.write(result)
         if self.tracks is not None:
             self.tracks.write(result)
+        if self.counting is not None:
+            self.counting.write(result)
         self.detections += len(result)
         self.last_frame = result.frame
         if warmup:
@@ -91,3 +97,5 @@ class ResultWriter:
         self.csv.close()
         if self.tracks is not None:
             self.tracks.close()
+        if self.counting is not None:
+            self.counting.close()
