@@ -60,14 +60,20 @@ class CocoEvaluation:
         return "\n".join(lines)
 
 
-def run_cocoeval(coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int] | None = None,
-                 backend: str = "faster", iou_thresholds: Sequence[float] | None = None) -> tuple[Any, str]:
-    """COCOeval (bbox) of `backend` evaluated and accumulated on non-empty `results` over `image_ids` (default:
-    every image), at COCO's IoU thresholds or `iou_thresholds`; returns it and its summary (12 lines) when run at
-    COCO's thresholds. The records are copied one level deep, since loadRes writes into them."""
+def load_results(coco_gt: COCO, results: list[dict[str, Any]]) -> COCO:
+    """pycocotools' index of non-empty `results` against `coco_gt`, for any backend and any number of evaluations;
+    the records are copied one level deep, since loadRes writes into them."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return coco_gt.loadRes([dict(record) for record in results])
+
+
+def run_cocoeval(coco_gt: COCO, coco_dt: COCO, image_ids: Sequence[int] | None = None, backend: str = "faster",
+                 iou_thresholds: Sequence[float] | None = None) -> tuple[Any, str]:
+    """COCOeval (bbox) of `backend` evaluated and accumulated on `coco_dt` (`load_results`) over `image_ids`
+    (default: every image), at COCO's IoU thresholds or `iou_thresholds` (then 100 detections an image only);
+    returns it and, at COCO's thresholds, its summary (pycocotools' 12 lines)."""
     check_choice("evaluation.backend", backend, BACKENDS)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes([dict(record) for record in results])
         if backend == "faster":
             coco_eval = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=lambda *args: None)
         else:
@@ -103,7 +109,7 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], classes: Classes
         return CocoEvaluation({name: 0.0 for name in STAT_NAMES}, "no detections: every AP and AR is 0",
                               [{"class": n, "category_id": c, "AP": 0.0, "AP50": 0.0}
                                for n, c in zip(classes.names, classes.category_ids)], num_images)
-    coco_eval, summary = run_cocoeval(coco_gt, results, image_ids, backend)
+    coco_eval, summary = run_cocoeval(coco_gt, load_results(coco_gt, results), image_ids, backend)
     # precision[iou, recall, class, area=all, maxDets=100]; -1 marks classes without ground truth
     precision = coco_eval.eval["precision"][:, :, :, 0, -1]
     per_class = []

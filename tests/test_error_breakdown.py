@@ -13,12 +13,12 @@ from pycocotools.coco import COCO
 from torch.utils.tensorboard import SummaryWriter
 
 import detect.visualize
-from detect.analysis.error_curves import curve_summary, error_curves
+from detect.analysis.coco_errors import curve_summary, error_curves
 from detect.analysis.error_plot import plot_errors
 from detect.analysis.history import plot_history, read_history
 from detect.analysis.images import _drawn
 from detect.analysis.tide import tide_breakdown
-from detect.evaluation import evaluate_coco
+from detect.evaluation import evaluate_coco, load_results
 from detect.model import Classes
 
 
@@ -83,7 +83,7 @@ def test_error_curves_forgive_similar_then_other_classes(supercategories: bool, 
     categories = [{"id": c, "name": f"c{c}", **({"supercategory": groups[c]} if supercategories else {})}
                   for c in (1, 2, 3)]
     coco = make_coco(CURVE_TRUTH, categories)
-    analysis = error_curves(coco, CURVE_RESULTS, [1, 2])
+    analysis = error_curves(coco, load_results(coco, CURVE_RESULTS), [1, 2])
     summary = curve_summary(analysis, Classes(["c1", "c2", "c3"], [1, 2, 3]))
     # class 1: two false positives above its hit -> precision 1/3 at every recall; 1/2 once the similar-class one
     # is forgiven, 1 once both are; classes 2 and 3 are perfect
@@ -101,7 +101,7 @@ def test_error_curves_bound_each_other_on_a_random_set() -> None:
     from detect.bench.coco_eval import synthetic_val
 
     coco, results, classes = synthetic_val(20, detections=40)
-    analysis = error_curves(coco, results, sorted(coco.imgs))
+    analysis = error_curves(coco, load_results(coco, results), sorted(coco.imgs))
     steps = np.diff(analysis["curves"], axis=0)
     assert (steps[~np.isnan(steps)] >= -1e-12).all()  # each curve on or above the one before
     stats = evaluate_coco(coco, results, classes).stats

@@ -14,12 +14,12 @@ import pytest
 import torch
 from pycocotools.cocoeval import COCOeval
 
-from detect.analysis.error_curves import error_curves
+from detect.analysis.coco_errors import error_curves
 from detect.analysis.images import per_image_ap50
 from detect.bench.coco_eval import largest_difference, synthetic_val
 from detect.data import load_coco
 from detect.errors import DetectError
-from detect.evaluation import CocoEvaluator, evaluate_coco, to_coco_results, write_evaluation
+from detect.evaluation import BACKENDS, CocoEvaluator, evaluate_coco, to_coco_results, write_evaluation
 from detect.model import Classes
 
 
@@ -99,7 +99,7 @@ def test_backends_agree_on_a_small_val2017_like_set() -> None:
     assert 0.05 < reference.stats["AP"] < 0.9 and reference.stats["APs"] > 0 and reference.stats["APl"] > 0
     assert largest_difference(faster, reference) < 1e-4  # the 12 stats and every class's AP and AP50
     assert per_image_ap50(faster.coco_eval) == per_image_ap50(reference.coco_eval)  # worst_images.png's order
-    curves = [error_curves(coco, results, sorted(coco.imgs), b)["curves"] for b in ("faster", "pycocotools")]
+    curves = [error_curves(coco, faster.coco_eval.cocoDt, sorted(coco.imgs), b)["curves"] for b in BACKENDS]
     np.testing.assert_allclose(*curves, atol=1e-12)
 
 
@@ -145,3 +145,15 @@ def test_bad_predictions_name_the_first_offender(gappy_coco: Path, change: dict,
         evaluate_coco(load_coco(gappy_coco), results, CLASSES, backend=backend)
     with pytest.raises(DetectError, match="evaluation.backend='fast' is not allowed; choose one of faster, pycocotools"):
         evaluate_coco(load_coco(gappy_coco), [good], CLASSES, backend="fast")
+
+
+@pytest.mark.slow  # the session's trained run (trained once for several test files)
+def test_backends_agree_on_a_trained_models_predictions(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    coco = load_coco(metrics["val_json"])
+    classes = Classes([coco.cats[c]["name"] for c in sorted(coco.cats)], sorted(coco.cats))
+    results = json.loads((trained_run / "eval" / "predictions.json").read_text())
+    faster, reference = (evaluate_coco(coco, results, classes, backend=b) for b in ("faster", "pycocotools"))
+    assert reference.stats["AP50"] > 0.05 and len(results) > 50
+    assert largest_difference(faster, reference) < 1e-4
+    assert faster.stats == pytest.approx(metrics["stats"])  # what the run wrote (the default backend)

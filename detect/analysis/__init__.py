@@ -9,7 +9,7 @@ from typing import Any
 
 from detect.analysis.confusion import confusion_matrix, write_confusion
 from detect.analysis.curves import best_threshold, f1_curve, plot_f1, plot_pr
-from detect.analysis.error_curves import curve_summary, error_curves
+from detect.analysis.coco_errors import curve_summary, error_curves
 from detect.analysis.error_plot import plot_errors
 from detect.analysis.history import plot_history
 from detect.analysis.images import per_image_ap50, plot_image_pairs
@@ -37,7 +37,7 @@ def write_analysis(coco_eval: Any, results: list[dict[str, Any]], classes: Class
         worst = sorted(ap, key=lambda image_id: (ap[image_id], image_id))[:num_images]
         files.append(plot_image_pairs(coco_eval, results, classes, image_dir, worst, threshold,
                                       f"the {len(worst)} worst images by AP50", folder / "worst_images.png", ap))
-    curves = error_curves(coco_eval.cocoGt, results, image_ids, backend)
+    curves = error_curves(coco_eval.cocoGt, coco_eval.cocoDt, image_ids, backend)
     tide = tide_breakdown(coco_eval.cocoGt, results, image_ids)
     files.append(plot_errors(curves, tide, folder / "errors.png"))
     if run_dir is not None:

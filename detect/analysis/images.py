@@ -37,13 +37,14 @@ def _faster_matches(coco_eval: Any) -> dict[int, dict[str, list]]:
     box can be matched again by a lower detection where its first one was out of range, so each box keeps only its
     best-scored detection (the first in pycocotools' order), as in area "all"."""
     crowd = {ann_id for ann_id, ann in coco_eval.cocoGt.anns.items() if ann.get("iscrowd", 0)}
-    owner: dict[int, tuple[float, int]] = {}  # box -> (score, -detection id) of its first detection
+    on_crowd, first = set(), {}  # detections matched to a crowd box; box -> (score, -id) of its first detection
     for dt_id, gt_id in (map(int, key.split("_")) for key in coco_eval.eval["matched"]):
         rank = (coco_eval.cocoDt.anns[dt_id]["score"], -dt_id)
-        if gt_id in crowd or gt_id not in owner or rank > owner[gt_id]:
-            owner[gt_id] = rank
-    matched = {str(-dt): str(gt) for gt, (_, dt) in owner.items() if gt not in crowd}
-    matched |= {dt: gt for dt, gt in (key.split("_") for key in coco_eval.eval["matched"]) if int(gt) in crowd}
+        if gt_id in crowd:
+            on_crowd.add(dt_id)
+        elif rank > first.get(gt_id, (-np.inf, 0)):
+            first[gt_id] = rank
+    hits = {-negative_id for _, negative_id in first.values()}
     by_pair: dict[tuple[int, int], list] = defaultdict(list)
     for dt_id, dt in coco_eval.cocoDt.anns.items():
         by_pair[dt["image_id"], dt["category_id"]].append((dt["score"], dt_id))
@@ -53,11 +54,10 @@ def _faster_matches(coco_eval: Any) -> dict[int, dict[str, list]]:
         if image_id not in evaluated or category_id not in categories:
             continue
         for score, dt_id in sorted(found, key=lambda item: -item[0])[:coco_eval.params.maxDets[-1]]:
-            gt_id = matched.get(str(dt_id))
-            if gt_id is None or int(gt_id) not in crowd:
+            if dt_id in hits or dt_id not in on_crowd:
                 pooled[image_id]["ids"].append(dt_id)
                 pooled[image_id]["scores"].append(score)
-                pooled[image_id]["tp"].append(gt_id is not None)
+                pooled[image_id]["tp"].append(dt_id in hits)
     return pooled
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,15 +38,12 @@ def _xyxy(boxes: list[list[float]]) -> np.ndarray:
     return np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
 
 
-def _covered_pairs(coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int]) -> set[tuple[int, int]]:
+def _covered_pairs(coco_gt: COCO, coco_dt: COCO, image_ids: Sequence[int]) -> set[tuple[int, int]]:
     """(annotation id, detected category id) for every ground-truth box and detection class where a detection of
     that class covers at least COVER of its own area with the box."""
-    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for record in results:
-        by_image[record["image_id"]].append(record)
     pairs = set()
     for image_id in image_ids:
-        truths, found = coco_gt.imgToAnns[image_id], by_image.get(image_id, [])
+        truths, found = coco_gt.imgToAnns[image_id], coco_dt.imgToAnns[image_id]
         if not truths or not found:
             continue
         d, g = _xyxy([r["bbox"] for r in found]), _xyxy([a["bbox"] for a in truths])
@@ -77,20 +73,21 @@ def _with_confusions_ignored(coco_gt: COCO, pairs: set[tuple[int, int]], similar
     return coco
 
 
-def error_curves(coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int],
+def error_curves(coco_gt: COCO, coco_dt: COCO, image_ids: Sequence[int],
                  backend: str = "faster") -> dict[str, Any]:
-    """The seven curves (len(CURVES) x 101 recall points x K classes; NaN for a class without ground truth), the
-    recall points, the categories, and whether supercategories defined Sim."""
+    """The seven curves (len(CURVES) x 101 recall points x K classes; NaN for a class without ground truth) of the
+    detections `coco_dt` (`detect.evaluation.load_results`), the recall points, the categories, and whether
+    supercategories defined Sim."""
     category_ids = sorted(coco_gt.getCatIds())
     supercategory = {c: coco_gt.cats[c].get("supercategory") for c in category_ids}
     has_supercategories = all(supercategory.values())
     same_super = {k: {c for c in category_ids if has_supercategories and supercategory[c] == supercategory[k]}
                   for k in category_ids}
     every_class = {k: set(category_ids) for k in category_ids}
-    strict, _ = run_cocoeval(coco_gt, results, image_ids, backend, iou_thresholds=[0.75, 0.5, IGNORE_IOU])
+    strict, _ = run_cocoeval(coco_gt, coco_dt, image_ids, backend, iou_thresholds=[0.75, 0.5, IGNORE_IOU])
     precision = strict.eval["precision"][:, :, :, 0, 0]  # [IoU, recall, class] at area all, 100 detections
-    pairs = _covered_pairs(coco_gt, results, image_ids)
-    ignored = [run_cocoeval(_with_confusions_ignored(coco_gt, pairs, similar), results, image_ids, backend,
+    pairs = _covered_pairs(coco_gt, coco_dt, image_ids)
+    ignored = [run_cocoeval(_with_confusions_ignored(coco_gt, pairs, similar), coco_dt, image_ids, backend,
                             iou_thresholds=[IGNORE_IOU])[0].eval["precision"][0, :, :, 0, 0]
                for similar in (same_super, every_class)]
     curves = np.stack([*precision, *ignored, (ignored[1] > 0).astype(float), np.ones_like(ignored[1])])
