@@ -19,7 +19,7 @@ import cv2
 from omegaconf import DictConfig
 
 from detect.cpu import cpu_description
-from detect.data import load_coco
+from detect.data import index_coco, read_checked
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
 from detect.export.images import run_split
@@ -150,9 +150,9 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
     """Every format of `cfg.formats` on the checkpoint's val split; the table, printed and written."""
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    val_json, image_dir = ((Path(cfg.val_json), Path(cfg.val_images)) if cfg.val_json
-                           else run_split(cfg.weights, "val"))
-    coco = load_coco(val_json)
+    dataset, image_dir = ((read_checked(cfg.val_json)[0], Path(cfg.val_images)) if cfg.val_json
+                          else run_split(cfg.weights, "val"))
+    coco = index_coco(dataset)
     images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
     formats = [tuple(spec.split("/")) for spec in cfg.formats]
     if BASELINE not in formats:
@@ -164,8 +164,8 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
         rows.append(run_format(backend, precision, cfg, coco, image_dir, images, output_dir))
         print(f"  {rows[-1]['status']} in {time.perf_counter() - start:.0f} s {rows[-1].get('reason', '')}", flush=True)
     judge(rows, cfg.gate_ap_points)
-    header = (f"{cfg.weights}: {len(images)} val images of {val_json}; {cpu_description()}; accuracy gate: at most "
-              f"{cfg.gate_ap_points} AP points below torch fp32")
+    header = (f"{cfg.weights}: {len(images)} val images of {cfg.val_json or 'its run'}; {cpu_description()}; "
+              f"accuracy gate: at most {cfg.gate_ap_points} AP points below torch fp32")
     print("\n" + write_table(rows, header, output_dir))
     plot_formats(rows, f"{Path(cfg.weights).name}: AP vs latency", output_dir / "formats.png")
     print(f"wrote {output_dir}/formats.csv, formats.md, formats.png")
