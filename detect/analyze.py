@@ -18,6 +18,7 @@ from detect.data import load_coco
 from detect.errors import DetectError
 from detect.evaluation import BACKENDS, evaluate_coco
 from detect.model import Classes
+from detect.prediction_checks import check_results
 
 
 def analyze(run_dir: Path, val_json: Path | None = None, val_images: Path | None = None,
@@ -38,6 +39,7 @@ def analyze(run_dir: Path, val_json: Path | None = None, val_images: Path | None
     category_ids = sorted(coco.getCatIds())
     classes = Classes([coco.cats[c]["name"] for c in category_ids], category_ids)
     results = json.loads(predictions_path.read_text())
+    check_results(coco, results)  # before the image ids are read from the records
     evaluation = evaluate_coco(coco, results, classes, sorted({r["image_id"] for r in results}) or None, backend)
     if evaluation.coco_eval is None:
         raise DetectError(f"{predictions_path} holds no detection; there is nothing to draw")

@@ -52,7 +52,7 @@ def log_images(loggers: Sequence[Logger], paths: Sequence[str | Path], step: int
 
 
 class DetectionModule(L.LightningModule):
-    """Trains a torchvision FasterRCNN and scores it with pycocotools on the validation split.
+    """Trains a torchvision FasterRCNN and scores it with COCOeval (`evaluator.backend`) on the validation split.
 
     `optimizer` and `scheduler` are factories (Hydra `_partial_` configs) called with the trainable
     parameters and the optimizer. Evaluation files go to `output_dir/eval`.
@@ -103,8 +103,8 @@ class DetectionModule(L.LightningModule):
             extra = dict(self.val_files)
             if self.plots and evaluation.coco_eval is not None and results:
                 images = Path(self.val_files["val_images"]) if "val_images" in self.val_files else None
-                analysis = write_analysis(evaluation.coco_eval, results, self.classes, images, self.output_dir / "plots",
-                                          backend=self.evaluator.backend)
+                analysis = write_analysis(evaluation.coco_eval, results, self.classes, images,
+                                          self.output_dir / "plots", backend=self.evaluator.backend)
                 extra |= {key: analysis[key] for key in ("best_f1_threshold", "best_f1", "errors")}
                 log_images(self.loggers, analysis["plots"], self.global_step)
             write_evaluation(evaluation, results, self.output_dir / "eval", extra)

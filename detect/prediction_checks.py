@@ -37,6 +37,8 @@ def _problem(record: Any, image_ids: set[int], category_ids: set[int]) -> str | 
 def check_results(coco_gt: COCO, results: list[dict[str, Any]]) -> None:
     """Raise a DetectError naming the first result whose image or category is not in `coco_gt`, whose box or score
     is NaN or infinite, or that is not a COCO result at all."""
+    if not isinstance(results, list):
+        raise DetectError(f"predictions: a list of COCO results is needed, not a {type(results).__name__}")
     image_ids, category_ids = set(coco_gt.imgs), set(coco_gt.cats)
     for index, record in enumerate(results):
         problem = _problem(record, image_ids, category_ids)

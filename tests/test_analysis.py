@@ -107,3 +107,7 @@ def test_analyze_command_redraws_a_saved_run(two_images: Path, tmp_path: Path) -
     assert rows[0] == ["true \\ predicted", "cat", "dog", "background"] and rows[1][1:] == ["2", "0", "0"]
     with pytest.raises(DetectError, match="nowhere/eval/metrics.json does not exist; pass the folder of a train.py"):
         analyze(tmp_path / "nowhere")
+    (run / "eval" / "predictions.json").write_text(json.dumps([{"image_id": 1, "score": 0.5}]))
+    with pytest.raises(DetectError, match=r"^predictions: record 0 is not a COCO result with image_id, category_id, "
+                                          r"bbox, score; predictions must come from the images and categories"):
+        analyze(run)

@@ -143,7 +143,7 @@ def test_bad_predictions_name_the_first_offender(gappy_coco: Path, change: dict,
     results = [good, {**good, **change}, {**good, "image_id": 1234}]  # the second is named, not the third
     with pytest.raises(DetectError, match=r"^predictions: " + re.escape(message)):
         evaluate_coco(load_coco(gappy_coco), results, CLASSES, backend=backend)
-    with pytest.raises(DetectError, match="evaluation.backend='fast' is not allowed; choose one of faster, pycocotools"):
+    with pytest.raises(DetectError, match="evaluation.backend='fast' is not allowed; choose one of faster, pycoco"):
         evaluate_coco(load_coco(gappy_coco), [good], CLASSES, backend="fast")
 
 

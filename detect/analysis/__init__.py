@@ -1,6 +1,7 @@
 """Pictures after an evaluation, written to a run's plots/ folder: precision-recall and F1 curves with the best
 score threshold, the confusion matrix, validation images beside their ground truth, the worst images, the error
-breakdown (errors.png: COCO's error curves and TIDE), and results.png (training curves). `python -m detect.analyze <run dir>` redraws them from the saved files."""
+breakdown (errors.png: COCO's error curves and TIDE), and results.png (training curves). `python -m detect.analyze
+<run dir>` redraws them from the saved files."""
 
 from __future__ import annotations
 
