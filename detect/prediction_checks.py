@@ -43,5 +43,5 @@ def check_results(coco_gt: COCO, results: list[dict[str, Any]]) -> None:
     for index, record in enumerate(results):
         problem = _problem(record, image_ids, category_ids)
         if problem is not None:
-            raise DetectError(f"predictions: record {index} {problem}; predictions must come from the images and "
-                              "categories of the annotation file they are scored against")
+            raise DetectError(f"predictions: record {index} {problem}; fix or drop that record (results are scored "
+                              "against the annotation file's images and categories)")
