@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from pycocotools.coco import COCO
-from tidecv import TIDE, Data
 
 from detect.plotting import plt
 
@@ -21,6 +20,8 @@ RUN = "predictions"
 def tide_breakdown(coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, Any]:
     """TIDE on `results` over `image_ids`: AP50, dAP50 per error type and for all false positives / negatives (as
     fractions, like COCO's stats), and the number of errors of each type. Crowd boxes are ignore regions."""
+    from tidecv import TIDE, Data  # brings pandas and seaborn: imported only where TIDE runs (plots=true)
+
     truth, predictions = Data("ground truth"), Data(RUN)
     for image_id in image_ids:
         truth.add_image(image_id, str(image_id))  # an image without ground truth: its detections are background
