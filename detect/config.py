@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from detect.errors import DetectError, check_choice
+from detect.evaluation import BACKENDS
 from detect.model import BACKBONES, NORMS
 
 # The Hydra configs: inside the package when it is installed from a wheel, beside it in a checkout.
@@ -59,6 +60,7 @@ def check_train_config(cfg: DictConfig) -> None:
     if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
         raise DetectError(f"scheduler.milestones={list(cfg.scheduler.milestones)} must be increasing")
     check_choice("trainer.precision", str(cfg.trainer.precision), TRAINER_PRECISIONS)
+    check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):

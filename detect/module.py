@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from torch.optim.lr_scheduler import LambdaLR
 from torchvision.models.detection import FasterRCNN
 
-from detect.analysis import write_analysis
+from detect.analysis import error_line, write_analysis
 from detect.checkpoint import detector_metadata
 from detect.evaluation import CocoEvaluator, write_evaluation
 from detect.half_precision import float32_boxes
@@ -53,7 +53,7 @@ def log_images(loggers: Sequence[Logger], paths: Sequence[str | Path], step: int
 
 
 class DetectionModule(L.LightningModule):
-    """Trains a torchvision FasterRCNN and scores it with pycocotools on the validation split.
+    """Trains a torchvision FasterRCNN and scores it with COCOeval (`evaluator.backend`) on the validation split.
 
     `optimizer` and `scheduler` are factories (Hydra `_partial_` configs) called with the trainable
     parameters and the optimizer. Evaluation files go to `output_dir/eval`.
@@ -104,12 +104,14 @@ class DetectionModule(L.LightningModule):
             extra = dict(self.val_files)
             if self.plots and evaluation.coco_eval is not None and results:
                 images = Path(self.val_files["val_images"]) if "val_images" in self.val_files else None
-                analysis = write_analysis(evaluation.coco_eval, results, self.classes, images, self.output_dir / "plots")
-                extra |= {"best_f1_threshold": analysis["best_f1_threshold"], "best_f1": analysis["best_f1"]}
+                analysis = write_analysis(evaluation.coco_eval, results, self.classes, images,
+                                          self.output_dir / "plots", backend=self.evaluator.backend)
+                extra |= {key: analysis[key] for key in ("best_f1_threshold", "best_f1", "errors")}
                 log_images(self.loggers, analysis["plots"], self.global_step)
             write_evaluation(evaluation, results, self.output_dir / "eval", extra)
             print(f"\nCOCO bbox evaluation at step {self.global_step}: {evaluation.num_images} images, "
-                  f"{len(results)} detections\n{evaluation.summary}\n\n{evaluation.per_class_table()}\n")
+                  f"{len(results)} detections\n{evaluation.summary}\n\n{evaluation.per_class_table()}\n"
+                  + (error_line(extra["errors"]) + "\n" if "errors" in extra else ""))
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]

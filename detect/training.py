@@ -74,7 +74,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
     model = initial.build(classes)
 
     module = DetectionModule(
-        model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
+        model, classes, CocoEvaluator(datamodule.val_set.coco, classes, cfg.evaluation.backend),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
     )
@@ -88,7 +88,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         if cfg.plots and trainer.is_global_zero:
-            history = plot_history(output_dir / "csv" / "metrics.csv", output_dir / "plots" / "results.png")
+            history = plot_history(output_dir, output_dir / "plots" / "results.png")
             log_images(trainer.loggers, [history] if history else [], trainer.global_step)
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_path:

@@ -24,20 +24,20 @@ def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, 
     cv2.putText(image, text, (x, y - baseline), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: Sequence[int], scores: Sequence[float],
+def draw_detections(image: np.ndarray, boxes: np.ndarray, labels: Sequence[int], scores: Sequence[float] | None,
                     names: Sequence[str], track_ids: Sequence[int] | None = None) -> None:
-    """Draw xyxy `boxes` (input pixels) with "name score" labels; label `i` is named `names[i - 1]`. With
-    `track_ids`, a box has its track's colour and "#id" beside the name (boxes without a track, -1, are grey)."""
+    """Draw xyxy `boxes` (input pixels) with "name score" labels (the name alone without `scores`: ground truth);
+    label `i` is named `names[i - 1]`. With `track_ids`, a box has its track's colour and "#id" beside the name
+    (boxes without a track, -1, are grey)."""
     scale = max(0.4, min(image.shape[:2]) / 1200)
     thickness = max(1, round(min(image.shape[:2]) / 400))
     ids = [None] * len(boxes) if track_ids is None else [int(i) for i in track_ids]
+    scores = [None] * len(boxes) if scores is None else scores
     for (x1, y1, x2, y2), label, score, track_id in zip(np.round(boxes).astype(int), labels, scores, ids,
                                                          strict=True):
-        text = f"{names[int(label) - 1]} {score:.2f}"
-        color = PALETTE[int(label) % len(PALETTE)]
-        if track_id is not None:
-            color = track_color(track_id)
-            text = f"{names[int(label) - 1]} #{track_id} {score:.2f}" if track_id >= 0 else text
+        track = f" #{track_id}" if track_id is not None and track_id >= 0 else ""
+        text = names[int(label) - 1] + track + (f" {score:.2f}" if score is not None else "")
+        color = PALETTE[int(label) % len(PALETTE)] if track_id is None else track_color(track_id)
         cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), color, thickness)
         _label(image, text, int(x1), int(y1), color, scale)
 

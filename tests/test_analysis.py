@@ -99,8 +99,15 @@ def test_analyze_command_redraws_a_saved_run(two_images: Path, tmp_path: Path) -
     assert "AP 1.000, AP50 1.000; best F1 1.000 at score threshold 0.60" in process.stdout
     names = {path.name for path in (run / "plots").iterdir()}
     assert names == {"pr_curves.png", "f1_curve.png", "confusion_matrix.png", "confusion_matrix.csv",
-                     "val_images.png", "worst_images.png", "results.png"}
+                     "val_images.png", "worst_images.png", "errors.png", "results.png"}
+    assert "TIDE (AP50 points lost): cls 0.00, loc 0.00" in process.stdout
+    errors = json.loads((run / "eval" / "metrics.json").read_text())["errors"]
+    assert errors["tide"]["AP50"] == 1.0 and errors["coco_error_curves"]["AP"]["C50"] == 1.0
     rows = list(csv.reader(open(run / "plots" / "confusion_matrix.csv")))
     assert rows[0] == ["true \\ predicted", "cat", "dog", "background"] and rows[1][1:] == ["2", "0", "0"]
     with pytest.raises(DetectError, match="nowhere/eval/metrics.json does not exist; pass the folder of a train.py"):
         analyze(tmp_path / "nowhere")
+    (run / "eval" / "predictions.json").write_text(json.dumps([{"image_id": 1, "score": 0.5}]))
+    with pytest.raises(DetectError, match=r"^predictions: record 0 is not a COCO result with image_id, category_id, "
+                                          r"bbox, score; fix or drop that record"):
+        analyze(run)

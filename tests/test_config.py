@@ -53,6 +53,7 @@ def test_unknown_backbone_group_lists_the_options() -> None:
     ("optim.lr=-0.1", "optim.lr=-0.1 must be > 0"),
     ("model.backbone.norm=group", "model.backbone.norm='group' is not allowed"),
     ("trainer.precision=8-mixed", "trainer.precision='8-mixed' is not allowed"),
+    ("evaluation.backend=fast", "evaluation.backend='fast' is not allowed; choose one of faster, pycocotools"),
     ("mode=evaluate", "mode=evaluate needs ckpt_path"),
     ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt does not exist"),
 ])

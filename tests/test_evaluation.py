@@ -1,10 +1,12 @@
-"""The evaluator on hand-made cases with known AP, and against plain pycocotools."""
+"""The evaluator on hand-made cases with known AP, against plain pycocotools, its two backends against each other on
+a small COCO-val2017-like set, and bad predictions answered in one line."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,12 @@ import pytest
 import torch
 from pycocotools.cocoeval import COCOeval
 
+from detect.analysis.coco_errors import error_curves
+from detect.analysis.images import per_image_ap50
+from detect.bench.coco_eval import largest_difference, synthetic_val
 from detect.data import load_coco
-from detect.evaluation import CocoEvaluator, evaluate_coco, to_coco_results, write_evaluation
+from detect.errors import DetectError
+from detect.evaluation import BACKENDS, CocoEvaluator, evaluate_coco, to_coco_results, write_evaluation
 from detect.model import Classes
 
 
@@ -72,13 +78,29 @@ def test_same_stats_as_plain_pycocotools(gappy_coco: Path) -> None:
             results.append({"image_id": image_id, "category_id": int(rng.choice([3, 17, 90])),
                             "bbox": [x, y, w, h], "score": float(rng.uniform())})
     results += _gt_results(gappy_coco)
-    ours = evaluate_coco(coco, results, CLASSES)
+    ours = evaluate_coco(coco, results, CLASSES, backend="pycocotools")
+    faster = evaluate_coco(coco, results, CLASSES)  # the default backend
     with contextlib.redirect_stdout(io.StringIO()):
         plain = COCOeval(coco, coco.loadRes(results), iouType="bbox")
         plain.evaluate()
         plain.accumulate()
         plain.summarize()
     assert list(ours.stats.values()) == plain.stats.tolist()
+    assert list(faster.stats.values()) == pytest.approx(plain.stats.tolist(), abs=1e-12)
+    assert faster.summary == ours.summary  # the same 12 printed lines
+
+
+def test_backends_agree_on_a_small_val2017_like_set() -> None:
+    # 80 classes in 12 supercategories, boxes of every size, 1 % crowd; shifted, confused, duplicated and missed
+    # detections plus background ones, 50 an image
+    coco, results, classes = synthetic_val(30, detections=50)
+    assert len(results) > 1400 and any(a["iscrowd"] for a in coco.anns.values())
+    faster, reference = (evaluate_coco(coco, results, classes, backend=b) for b in ("faster", "pycocotools"))
+    assert 0.05 < reference.stats["AP"] < 0.9 and reference.stats["APs"] > 0 and reference.stats["APl"] > 0
+    assert largest_difference(faster, reference) < 1e-4  # the 12 stats and every class's AP and AP50
+    assert per_image_ap50(faster.coco_eval) == per_image_ap50(reference.coco_eval)  # worst_images.png's order
+    curves = [error_curves(coco, faster.coco_eval.cocoDt, sorted(coco.imgs), b)["curves"] for b in BACKENDS]
+    np.testing.assert_allclose(*curves, atol=1e-12)
 
 
 def test_model_outputs_become_coco_results_in_original_ids() -> None:
@@ -106,3 +128,32 @@ def test_evaluator_counts_a_repeated_image_once_and_writes_files(gappy_coco: Pat
 
 def test_no_detections_score_zero(gappy_coco: Path) -> None:
     assert evaluate_coco(load_coco(gappy_coco), [], CLASSES).stats["AP"] == 0.0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"image_id": 99}, "record 1 has image_id 99, which is not an image of the ground truth"),
+    ({"category_id": 5}, "record 1 has category_id 5, which is not a category of the ground truth"),
+    ({"bbox": [1.0, float("nan"), 3.0, 4.0]}, "record 1 has a bbox [1.0, nan, 3.0, 4.0] or score 0.5 that is not a"),
+    ({"score": float("inf")}, "record 1 has a bbox [1.0, 2.0, 3.0, 4.0] or score inf that is not a finite number"),
+    ({"bbox": [1, 2, 3]}, "record 1 has bbox [1, 2, 3]; it must be [x, y, width, height]"),
+])
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_bad_predictions_name_the_first_offender(gappy_coco: Path, change: dict, message: str, backend: str) -> None:
+    good = {"image_id": 10, "category_id": 17, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+    results = [good, {**good, **change}, {**good, "image_id": 1234}]  # the second is named, not the third
+    with pytest.raises(DetectError, match=r"^predictions: " + re.escape(message)):
+        evaluate_coco(load_coco(gappy_coco), results, CLASSES, backend=backend)
+    with pytest.raises(DetectError, match="evaluation.backend='fast' is not allowed; choose one of faster, pycoco"):
+        evaluate_coco(load_coco(gappy_coco), [good], CLASSES, backend="fast")
+
+
+@pytest.mark.slow  # the session's trained run (trained once for several test files)
+def test_backends_agree_on_a_trained_models_predictions(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    coco = load_coco(metrics["val_json"])
+    classes = Classes([coco.cats[c]["name"] for c in sorted(coco.cats)], sorted(coco.cats))
+    results = json.loads((trained_run / "eval" / "predictions.json").read_text())
+    faster, reference = (evaluate_coco(coco, results, classes, backend=b) for b in ("faster", "pycocotools"))
+    assert reference.stats["AP50"] > 0.05 and len(results) > 50
+    assert largest_difference(faster, reference) < 1e-4
+    assert faster.stats == pytest.approx(metrics["stats"])  # what the run wrote (the default backend)

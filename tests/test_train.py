@@ -61,6 +61,8 @@ def test_resume_continues_at_the_saved_step_and_evaluate_writes_results(syntheti
     events.Reload()
     assert {"plots/pr_curves", "plots/confusion_matrix", "plots/worst_images"} <= set(events.Tags()["images"])
     assert "val/AP" in events.Tags()["scalars"]
+    assert (tmp_path / "first" / "plots" / "results.png").is_file()  # drawn from TensorBoard's files: no csv
+    assert "plots/errors" in events.Tags()["images"]
 
     run(compose_train([*base, "trainer.max_steps=4", f"ckpt_path={last}"], tmp_path / "resumed"))
     assert logged_steps(tmp_path / "resumed") == [2, 3]  # no step trained twice

@@ -1,5 +1,6 @@
 """results.png: every logged training curve (loss terms, learning rate) and the validation AP against the step,
-from a run's metrics.csv (Lightning's CSVLogger)."""
+from what the run's logger recorded: csv/metrics.csv (Lightning's CSVLogger) or, without it, the TensorBoard event
+files (logger=tensorboard)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import csv
 import math
 from pathlib import Path
 
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
 from detect.plotting import plt, save_figure
+
+NOT_CURVES = ("step", "epoch", "hp_metric")  # bookkeeping that loggers record beside the curves
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -18,16 +23,33 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
             if not row.get("step"):
                 continue
             for key, value in row.items():
-                if key not in ("step", "epoch") and value not in ("", None):
+                if key not in NOT_CURVES and value not in ("", None):
                     series.setdefault(key, []).append((int(float(row["step"])), float(value)))
     return {key: sorted(points) for key, points in series.items()}
 
 
-def plot_history(metrics_csv: Path, path: Path) -> Path | None:
-    """One panel per logged value (val/AP, AP50 and AP75 together); None without a csv or values in it."""
-    if not metrics_csv.is_file():
-        return None
-    series = read_metrics(metrics_csv)
+def read_tensorboard(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each scalar tag of the TensorBoard event files in `folder` as (step, value) points; a step written twice (a
+    resumed run) keeps its last value."""
+    events = EventAccumulator(str(folder), size_guidance={SCALARS: 0})  # 0: every point, not a sample
+    events.Reload()
+    return {tag: sorted({event.step: event.value for event in events.Scalars(tag)}.items())
+            for tag in events.Tags()[SCALARS] if tag not in NOT_CURVES}
+
+
+def read_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """The logged curves of a run folder: from csv/metrics.csv, else from tensorboard/'s event files; {} without
+    either."""
+    if (run_dir / "csv" / "metrics.csv").is_file():
+        return read_metrics(run_dir / "csv" / "metrics.csv")
+    if any((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        return read_tensorboard(run_dir / "tensorboard")
+    return {}
+
+
+def plot_history(run_dir: Path, path: Path) -> Path | None:
+    """One panel per logged value (val/AP, AP50 and AP75 together); None when the run's loggers recorded none."""
+    series = read_history(run_dir)
     panels = [[key] for key in sorted(series) if not key.startswith("val/")]
     ap = [key for key in ("val/AP", "val/AP50", "val/AP75") if key in series]
     panels += [ap] if ap else []

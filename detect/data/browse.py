@@ -36,7 +36,7 @@ def plot_samples(dataset: CocoDetection, count: int, seed: int, path: Path) -> P
         image, target = dataset[index]
         canvas = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[..., ::-1])  # RGB -> BGR for OpenCV
         labels = target["labels"].tolist()
-        draw_detections(canvas, target["boxes"].numpy(), labels, [1.0] * len(labels), dataset.classes.names)
+        draw_detections(canvas, target["boxes"].numpy(), labels, None, dataset.classes.names)
         ax.imshow(canvas[..., ::-1])
         ax.set_title(f"image {target['image_id']}: {len(labels)} boxes", fontsize=8)
     figure.suptitle("training samples after the transforms")
