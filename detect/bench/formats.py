@@ -63,6 +63,16 @@ def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir:
     return to_coco_results(outputs, [entry["id"] for entry in images], category_ids), model_ms, len(images) / busy_s
 
 
+def val_split(cfg: DictConfig) -> tuple[Path, Path, Any, list[dict[str, Any]]]:
+    """(annotation file, image folder, its COCO, its first `cfg.max_images` image entries by id) of `cfg.val_json`
+    and `cfg.val_images`, or of the checkpoint's val split when they are null."""
+    val_json, image_dir = ((Path(cfg.val_json), Path(cfg.val_images)) if cfg.val_json
+                           else run_split(cfg.weights, "val"))
+    coco = load_coco(val_json)
+    images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
+    return val_json, image_dir, coco, images
+
+
 def run_format(backend: str, precision: str, cfg: DictConfig, coco: Any, image_dir: Path,
                images: list[dict[str, Any]], output_dir: Path) -> dict[str, Any]:
     """One row of the table: measured, or failed with the reason."""
@@ -150,10 +160,7 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
     """Every format of `cfg.formats` on the checkpoint's val split; the table, printed and written."""
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    val_json, image_dir = ((Path(cfg.val_json), Path(cfg.val_images)) if cfg.val_json
-                           else run_split(cfg.weights, "val"))
-    coco = load_coco(val_json)
-    images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
+    val_json, image_dir, coco, images = val_split(cfg)
     formats = [tuple(spec.split("/")) for spec in cfg.formats]
     if BASELINE not in formats:
         formats.insert(0, BASELINE)
