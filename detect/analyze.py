@@ -28,7 +28,8 @@ def analyze(run_dir: Path, val_json: Path | None = None, val_images: Path | None
     metrics = json.loads(metrics_path.read_text())
     val_json = val_json or (Path(metrics["val_json"]) if "val_json" in metrics else None)
     if val_json is None:
-        raise DetectError(f"{metrics_path} does not name the val annotation file; pass --val-json")
+        raise DetectError(f"{metrics_path} does not name the val annotation file; pass --val-json (for a "
+                          "YOLO or Pascal VOC dataset, write one with python -m detect.convert)")
     val_images = val_images or (Path(metrics["val_images"]) if "val_images" in metrics else None)
     coco = load_coco(val_json)
     category_ids = sorted(coco.getCatIds())

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from detect.errors import DetectError, check_choice
@@ -19,6 +21,16 @@ MODES = ("fit", "evaluate")
 # ${first:a,b}: a unless it is null or empty, else b (train.yaml: resume=<run> runs in that run's folder)
 OmegaConf.register_new_resolver("first", lambda value, default: value or default, replace=True)
 TRAINER_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")  # Lightning's
+
+
+def instantiate_node(node: DictConfig) -> Any:
+    """Hydra's instantiate, with our own DetectError raised as itself rather than wrapped in Hydra's."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, DetectError):
+            raise error.__cause__ from None
+        raise
 
 
 def check_model_config(model: DictConfig) -> None:

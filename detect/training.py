@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from detect.analysis.history import plot_history
 from detect.checkpoint import AtomicCheckpointIO, read_checkpoint
-from detect.config import check_train_config
-from detect.data import CocoDataModule
+from detect.config import check_train_config, instantiate_node
+from detect.data import DetectionDataModule
 from detect.errors import DetectError
 from detect.evaluation import CocoEvaluator
 from detect.model import build_model, read_detector_weights
@@ -22,18 +21,8 @@ from detect.module import DetectionModule, log_images
 from detect.preemption import drop_logged_rows_from, newest_checkpoint
 
 
-def _instantiate(node: DictConfig) -> object:
-    """Hydra's instantiate, with our own DetectError raised as itself rather than wrapped in Hydra's."""
-    try:
-        return instantiate(node)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, DetectError):
-            raise error.__cause__ from None
-        raise
-
-
 @rank_zero_only
-def _print_header(cfg: DictConfig, datamodule: CocoDataModule) -> None:
+def _print_header(cfg: DictConfig, datamodule: DetectionDataModule) -> None:
     train, val = datamodule.train_set, datamodule.val_set
     model = cfg.model
     lines = [
@@ -41,12 +30,13 @@ def _print_header(cfg: DictConfig, datamodule: CocoDataModule) -> None:
         f"model Faster R-CNN {model.backbone.name}-FPN ({model.backbone.fpn_channels} ch, norm {model.backbone.norm}),"
         f" images resized to short side {model.min_size}, long side <= {model.max_size}",
         f"data {len(datamodule.classes)} classes ({', '.join(datamodule.classes.names[:8])}"
-        f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images from {datamodule.paths['val_json']}",
+        f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images, {val.num_boxes} boxes from "
+        f"{datamodule.source('val')}",
     ]
     if train is not None:
-        lines.append(f"train {len(train)} images from {datamodule.paths['train_json']}: {train.num_crowd} crowd "
-                     f"boxes kept out of training, {train.num_degenerate} degenerate boxes dropped, "
-                     f"{train.num_empty_dropped} images without boxes dropped")
+        lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
+                     f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
+                     f"dropped, {train.num_empty_dropped} images without boxes dropped")
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr}, "
                      f"precision {cfg.trainer.precision}")
@@ -72,7 +62,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         drop_logged_rows_from(output_dir / "csv" / "metrics.csv", step)
         rank_zero_only(print)(f"resuming {cfg.resume} from {cfg.ckpt_path} (step {step})")
 
-    datamodule: CocoDataModule = _instantiate(cfg.data)
+    datamodule: DetectionDataModule = instantiate_node(cfg.data)
     datamodule.setup("fit" if cfg.mode == "fit" else "validate")
     classes = datamodule.classes
     weights_spec = cfg.ckpt_path if cfg.mode == "evaluate" else cfg.model.weights
@@ -87,7 +77,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
         model_config=OmegaConf.to_container(cfg.model, resolve=True), output_dir=output_dir,
-        val_files={key: str(datamodule.paths[key].resolve()) for key in ("val_json", "val_images")}, plots=cfg.plots,
+        val_files=datamodule.val_files(), plots=cfg.plots,
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,

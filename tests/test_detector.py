@@ -18,15 +18,18 @@ from helpers import ROOT, compose_infer, write_checkpoint, write_clip, write_ima
 
 from detect import Detector, Result
 from detect.errors import DetectError
+from detect.inference.tracking import Tracker
 from detect.export import detector_parity
 from detect.inference.pipeline import infer
 from detect.model import Classes, build_model, read_detector_weights
 
 CLASSES = Classes(["cat", "dog"], [17, 42])
-SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, plus backend and vid_stride
+SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, plus backend and vid_stride, and the
+    # reconnect counts (gaps, seconds_lost, frames_lost, resized_frames)
     "source", "source_kind", "device", "backend", "model", "classes", "frame_size", "network_input_size",
     "padded_input_size", "precision", "channels_last", "compile", "vid_stride", "frames", "warmup_frames",
-    "measured_frames", "corrupt_frames", "corrupt", "dropped_frames", "stopped_by", "detections", "stages_ms",
+    "measured_frames", "corrupt_frames", "corrupt", "dropped_frames", "gaps", "seconds_lost", "frames_lost",
+    "resized_frames", "stopped_by", "detections", "stages_ms",
     "warmup_model_ms", "throughput_fps", "measured_wall_s", "total_wall_s", "peak_vram_allocated_mb",
     "peak_vram_reserved_mb", "peak_rss_mb", "outputs"}
 
@@ -95,8 +98,24 @@ def test_arrays_and_lists_give_the_same_results_as_paths(detector: Detector, tmp
     np.testing.assert_allclose(results[1].scores, from_path.scores, atol=1e-6)
     with pytest.raises(DetectError, match="missing.png does not exist"):
         detector(tmp_path / "missing.png")
-    with pytest.raises(DetectError, match="HxWx3 uint8"):
+    with pytest.raises(DetectError, match=r"must be uint8 BGR \(HxWx3.*got float32 \(10, 10\)"):
         detector(np.zeros((10, 10), dtype=np.float32))
+
+
+def test_empty_gray_and_bgra_arrays(detector: Detector, tmp_path: Path) -> None:
+    with pytest.raises(DetectError, match=r"image array is empty \(shape \(0, 0, 3\)\)"):
+        detector(np.empty((0, 0, 3), dtype=np.uint8))
+    path = write_images(tmp_path, ["a.png"], size=(100, 140))[0]
+    bgr = cv2.imread(str(path))
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    from_file = detector(tmp_path / "gray.png")  # what imread(IMREAD_COLOR) makes of a grayscale file
+    for array in (gray, gray[..., None]):
+        result = detector(array)
+        assert result.image.shape == (100, 140, 3)
+        np.testing.assert_allclose(result.scores, from_file.scores, atol=1e-6)
+    bgra = np.dstack([bgr, np.full(bgr.shape[:2], 7, dtype=np.uint8)])
+    np.testing.assert_allclose(detector(bgra).scores, detector(bgr).scores, atol=1e-6)  # the alpha is dropped
 
 
 def test_stream_over_a_clip_and_a_folder(detector: Detector, clip: Path, tmp_path: Path) -> None:
@@ -106,6 +125,23 @@ def test_stream_over_a_clip_and_a_folder(detector: Detector, clip: Path, tmp_pat
     assert sum(len(r) for r in results) > 0
     write_images(tmp_path / "in", ["x.png", "y.png"])
     assert [r.source for r in detector.stream(tmp_path / "in")] == ["x.png", "y.png"]
+
+
+def test_stream_of_several_sources_tags_each_result_with_its_source(detector: Detector, clip: Path,
+                                                                    tmp_path: Path) -> None:
+    write_images(tmp_path / "in", ["x.png", "y.png"])
+    alone = list(detector.stream(clip, vid_stride=3))
+    results = list(detector.stream([clip, tmp_path / "in", clip], vid_stride=3, tracker="sort"))
+    by_source = {index: [r for r in results if r.source_index == index] for index in range(3)}
+    assert [r.frame for r in by_source[0]] == [r.frame for r in by_source[2]] == [0, 3, 6, 9]
+    assert [r.source for r in by_source[1]] == ["x.png", "y.png"]
+    for first, second, single in zip(by_source[0], by_source[2], alone):  # the same frames batched: the same boxes
+        np.testing.assert_allclose(first.scores, single.scores, atol=1e-4)
+        np.testing.assert_allclose(second.boxes, single.boxes, atol=1e-2)
+    tracked = [r for r in by_source[0] if (r.track_ids >= 0).any()]
+    assert tracked and all(len(r.track_ids) == len(r) for r in results)  # a tracker per source
+    with pytest.raises(DetectError, match="one Tracker for several sources"):
+        next(detector.stream([clip, clip], tracker=Tracker("sort")))
 
 
 def test_vid_stride_classes_and_max_det(detector: Detector, clip: Path) -> None:

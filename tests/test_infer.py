@@ -59,6 +59,20 @@ def test_glob_and_single_image(tmp_path: Path) -> None:
     assert "no frame after warm-up" in format_summary(summary)
 
 
+def test_recursive_glob_names_outputs_by_their_path_below_the_glob_root(tmp_path: Path) -> None:
+    write_images(tmp_path / "in" / "x", ["a.jpg"], size=(64, 96))
+    write_images(tmp_path / "in" / "y" / "z", ["a.jpg"], size=(80, 96))  # the same name, another size
+    summary = infer(compose_infer([f"source={tmp_path / 'in'}/**/*.jpg", "save_txt=true", "score_threshold=0.0"],
+                                  tmp_path / "out"))
+    assert summary["frames"] == 2
+    assert cv2.imread(str(tmp_path / "out" / "images" / "x" / "a.jpg")).shape == (64, 96, 3)
+    assert cv2.imread(str(tmp_path / "out" / "images" / "y" / "z" / "a.jpg")).shape == (80, 96, 3)
+    assert (tmp_path / "out" / "labels" / "x" / "a.txt").is_file()
+    assert (tmp_path / "out" / "labels" / "y" / "z" / "a.txt").is_file()
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert {r["source"] for r in records} == {"x/a.jpg", "y/z/a.jpg"}
+
+
 @needs_video
 def test_video_slice_writes_a_playable_video_and_the_schemas(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = compose_infer([f"source={VIDEO}", "max_frames=4", "score_threshold=0.0", "verbose=true"], tmp_path)

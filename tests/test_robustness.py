@@ -13,7 +13,7 @@ from helpers import compose_config
 from detect import Detector
 from detect.bench.corruptions import ALL_CORRUPTIONS, corrupt_bgr, corruption_names
 from detect.bench.robustness import run_robustness
-from detect.data import load_coco
+from detect.data import index_coco
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
 from detect.export.images import run_split
@@ -44,8 +44,8 @@ def test_robustness_table_on_a_trained_checkpoint(trained_run: Path, tmp_path: P
     ap50 = {(r["format"], r["corruption"], r["severity"]): r["AP50"] for r in rows}
 
     # the plain evaluation: the detector on the image files, pycocotools through detect.evaluation
-    val_json, image_dir = run_split(checkpoint, "val")
-    coco = load_coco(val_json)
+    dataset, image_dir = run_split(checkpoint, "val")
+    coco = index_coco(dataset)
     ids = sorted(coco.getImgIds())
     detector = Detector.load(checkpoint, score_threshold=0.05, threads=1)
     outputs = [vars(detector(image_dir / coco.imgs[image_id]["file_name"])) for image_id in ids]

@@ -19,7 +19,7 @@ import cv2
 from omegaconf import DictConfig
 
 from detect.cpu import cpu_description
-from detect.data import load_coco
+from detect.data import index_coco, read_checked
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
 from detect.export.images import run_split
@@ -63,14 +63,14 @@ def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir:
     return to_coco_results(outputs, [entry["id"] for entry in images], category_ids), model_ms, len(images) / busy_s
 
 
-def val_split(cfg: DictConfig) -> tuple[Path, Path, Any, list[dict[str, Any]]]:
-    """(annotation file, image folder, its COCO, its first `cfg.max_images` image entries by id) of `cfg.val_json`
-    and `cfg.val_images`, or of the checkpoint's val split when they are null."""
-    val_json, image_dir = ((Path(cfg.val_json), Path(cfg.val_images)) if cfg.val_json
-                           else run_split(cfg.weights, "val"))
-    coco = load_coco(val_json)
+def val_split(cfg: DictConfig) -> tuple[Any, Path, list[dict[str, Any]]]:
+    """(COCO index, image folder, its first `cfg.max_images` image entries by id) of `cfg.val_json` and
+    `cfg.val_images`, or of the checkpoint's val split when they are null."""
+    dataset, image_dir = ((read_checked(cfg.val_json)[0], Path(cfg.val_images)) if cfg.val_json
+                          else run_split(cfg.weights, "val"))
+    coco = index_coco(dataset)
     images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
-    return val_json, image_dir, coco, images
+    return coco, image_dir, images
 
 
 def run_format(backend: str, precision: str, cfg: DictConfig, coco: Any, image_dir: Path,
@@ -160,7 +160,7 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
     """Every format of `cfg.formats` on the checkpoint's val split; the table, printed and written."""
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    val_json, image_dir, coco, images = val_split(cfg)
+    coco, image_dir, images = val_split(cfg)
     formats = [tuple(spec.split("/")) for spec in cfg.formats]
     if BASELINE not in formats:
         formats.insert(0, BASELINE)
@@ -171,8 +171,8 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
         rows.append(run_format(backend, precision, cfg, coco, image_dir, images, output_dir))
         print(f"  {rows[-1]['status']} in {time.perf_counter() - start:.0f} s {rows[-1].get('reason', '')}", flush=True)
     judge(rows, cfg.gate_ap_points)
-    header = (f"{cfg.weights}: {len(images)} val images of {val_json}; {cpu_description()}; accuracy gate: at most "
-              f"{cfg.gate_ap_points} AP points below torch fp32")
+    header = (f"{cfg.weights}: {len(images)} val images of {cfg.val_json or 'its run'}; {cpu_description()}; "
+              f"accuracy gate: at most {cfg.gate_ap_points} AP points below torch fp32")
     print("\n" + write_table(rows, header, output_dir))
     plot_formats(rows, f"{Path(cfg.weights).name}: AP vs latency", output_dir / "formats.png")
     print(f"wrote {output_dir}/formats.csv, formats.md, formats.png")

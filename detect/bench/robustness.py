@@ -148,7 +148,7 @@ def run_robustness(cfg: DictConfig) -> list[dict[str, Any]]:
     corruptions, severities = corruption_names(cfg.corruptions), check_severities(cfg.severities)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    val_json, image_dir, coco, entries = val_split(cfg)
+    coco, image_dir, entries = val_split(cfg)
     clean, image_ids = read_images(entries, image_dir), [entry["id"] for entry in entries]
     detectors = load_detectors(cfg, output_dir)
     plan = settings(corruptions, severities)
@@ -176,12 +176,13 @@ def run_robustness(cfg: DictConfig) -> list[dict[str, Any]]:
                       f" (corrupt {corrupt_s:.1f} s, detect + evaluate {rows[-1]['detect_s']:.1f} s)")
     bar.close()
     summary = summarize(rows)
-    header = (f"{cfg.weights}: {len(clean)} val images of {val_json}; {len(corruptions)} corruptions x severities "
-              f"{severities}, seed {cfg.seed}; {cpu_description()}")
+    header = (f"{cfg.weights}: {len(clean)} val images of {cfg.val_json or 'its run'}; {len(corruptions)} corruptions "
+              f"x severities {severities}, seed {cfg.seed}; {cpu_description()}")
     print("\n" + write_tables(rows, summary, header, output_dir))
     plot_robustness(rows, f"{Path(cfg.weights).name}: AP under corruption", output_dir / "robustness.png")
     per_setting = np.mean([row["corrupt_s"] for row in rows if row["corruption"] != CLEAN] or [0.0])
     full_s = FULL_RUN * (per_setting + sum(s["detect_s"] for s in summary))
-    print(f"the full {FULL_RUN}-setting run on these images at this run's mean time per setting: ~{full_s / 60:.0f} min")
+    print(f"the full {FULL_RUN}-setting run on these images at this run's mean time per setting: "
+          f"~{full_s / 60:.0f} min")
     print(f"wrote {output_dir}/robustness.csv, robustness.md, robustness.png")
     return rows

@@ -13,11 +13,10 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from detect.config import CONFIG_DIR
-from detect.data import CocoDataModule, CocoDetection
+from detect.config import CONFIG_DIR, instantiate_node
+from detect.data import CocoDetection, DetectionDataModule
 from detect.errors import exit_on_error
 from detect.plotting import plt, save_figure
 from detect.visualize import draw_detections
@@ -48,9 +47,7 @@ def plot_labels(dataset: CocoDetection, path: Path) -> Path:
     """Instances per class, box width / height and aspect-ratio histograms, box centres (relative to the image)."""
     boxes = np.concatenate([boxes for boxes, _ in dataset.targets]) if dataset.targets else np.zeros((0, 4))
     labels = np.concatenate([labels for _, labels in dataset.targets]) if dataset.targets else np.zeros(0, int)
-    sizes = np.array([[dataset.coco.imgs[image_id]["width"], dataset.coco.imgs[image_id]["height"]]
-                      for image_id, (image_boxes, _) in zip(dataset.image_ids, dataset.targets)
-                      for _ in image_boxes]).reshape(-1, 2)  # each box's image size
+    sizes = np.repeat(dataset.records.sizes, np.diff(dataset.records.box_offsets), axis=0)  # each box's image size
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     figure, axes = plt.subplots(1, 4, figsize=(18, 4), layout="constrained")
     counts = np.bincount(labels, minlength=len(dataset.classes) + 1)[1:]
@@ -68,15 +65,14 @@ def plot_labels(dataset: CocoDetection, path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def report(datamodule: CocoDataModule) -> str:
+def report(datamodule: DetectionDataModule) -> str:
     """Images, boxes, empty images, crowd and dropped boxes and the data checks' findings per split."""
     lines = []
     for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
-        boxes = sum(len(labels) for _, labels in dataset.targets)
         empty = sum(len(labels) == 0 for _, labels in dataset.targets)
-        lines.append(f"{split}: {len(dataset)} images, {boxes} boxes, {empty} images without boxes, "
+        lines.append(f"{split}: {len(dataset)} images, {dataset.num_boxes} boxes, {empty} images without boxes, "
                      f"{dataset.num_crowd} crowd boxes, {dataset.num_degenerate} degenerate boxes dropped, "
-                     f"{dataset.num_empty_dropped} empty images dropped ({datamodule.paths[f'{split}_json']})")
+                     f"{dataset.num_empty_dropped} empty images dropped ({datamodule.source(split)})")
         lines += [f"  data check: {line}" for line in dataset.report.lines()]
     names = ", ".join(datamodule.classes.names[:20]) + (", ..." if len(datamodule.classes) > 20 else "")
     return "\n".join([f"{len(datamodule.classes)} classes: {names}", *lines])
@@ -84,7 +80,7 @@ def report(datamodule: CocoDataModule) -> str:
 
 def browse(cfg: DictConfig) -> None:
     output_dir = Path(cfg.output_dir)
-    datamodule: CocoDataModule = instantiate(cfg.data)
+    datamodule: DetectionDataModule = instantiate_node(cfg.data)
     datamodule.setup("fit")
     text = report(datamodule)
     output_dir.mkdir(parents=True, exist_ok=True)

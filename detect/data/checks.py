@@ -31,6 +31,7 @@ class CheckReport:
     path: str
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # the first case of each kind, for the message
+    messages: dict[str, str] = field(default_factory=lambda: MESSAGES)  # a label format adds its own kinds
 
     def add(self, kind: str, example: str, count: int = 1) -> None:
         self.counts[kind] += count
@@ -38,7 +39,7 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         """One line per kind of problem: how many, what was done, the first case."""
-        return [f"{Path(self.path).name}: {count} {MESSAGES[kind]} (first: {self.examples[kind]})"
+        return [f"{Path(self.path).name}: {count} {self.messages[kind]} (first: {self.examples[kind]})"
                 for kind, count in sorted(self.counts.items())]
 
 
@@ -55,7 +56,7 @@ MESSAGES = {
 }
 
 
-def _image_size(path: Path) -> tuple[int, int] | str:
+def image_size(path: Path) -> tuple[int, int] | str:
     """(width, height) from the file's header, or what is wrong with it. JPEG and PNG must also end properly."""
     try:
         with open(path, "rb") as file:
@@ -96,11 +97,12 @@ def _resolve(image_dir: Path, file_name: str, report: CheckReport) -> Path:
 
 
 def check_coco(dataset: dict[str, Any], path: str | Path, image_dir: str | Path | None,
-               on_bad_image: str = "skip") -> tuple[dict[str, Any], CheckReport]:
+               on_bad_image: str = "skip", report: CheckReport | None = None) -> tuple[dict[str, Any], CheckReport]:
     """The dataset with bad annotations and (by `on_bad_image`) bad images left out and missing fields filled,
-    and the report. Structural problems (duplicate ids, no categories) raise a DetectError naming the file."""
+    and the report (added to `report`, a label format's, when given). Structural problems (duplicate ids, no
+    categories, no usable image) raise a DetectError naming the file."""
     check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
-    report = CheckReport(str(path))
+    report = report or CheckReport(str(path))
     for key in ("images", "categories"):
         ids = [item.get("id") for item in dataset[key]]
         duplicates = [i for i, n in Counter(ids).items() if n > 1]
@@ -123,6 +125,9 @@ def check_coco(dataset: dict[str, Any], path: str | Path, image_dir: str | Path 
                               "remove it, or set data.on_bad_image=skip to leave such images out")
         else:
             report.add("bad_image", f"{image.get('file_name')}: {problem}")
+    if image_dir is not None and not images and report.counts["bad_image"]:
+        raise DetectError(f"none of the {report.counts['bad_image']} images of {path} is usable "
+                          f"({report.examples['bad_image']}); check the image folder {image_dir}")
 
     category_ids = {category["id"] for category in dataset["categories"]}
     known_ids = {image["id"] for image in dataset["images"]}
@@ -160,7 +165,7 @@ def _image_problem(image: dict[str, Any], image_dir: Path, report: CheckReport) 
     path = _resolve(image_dir, image["file_name"], report)
     if not path.is_file():
         return f"missing from {image_dir}"
-    size = _image_size(path)
+    size = image_size(path)
     if isinstance(size, str):
         return size
     expected = (image.get("width"), image.get("height"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,10 @@ def read_checked(annotation_file: str | Path, image_dir: str | Path | None = Non
         dataset = json.loads(path.read_text())
         if not all(isinstance(dataset.get(key), list) for key in ("images", "annotations", "categories")):
             raise KeyError("images, annotations or categories")
-        dataset, report = check_coco(dataset, path, image_dir, on_bad_image)
+        return check_coco(dataset, path, image_dir, on_bad_image)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise DetectError(f"annotation file {path} is not COCO-format json ({type(error).__name__}: {error}); "
                           "it needs 'images', 'annotations' and 'categories' lists") from None
-    if image_dir is not None and dataset["images"] == [] and report.counts["bad_image"]:
-        raise DetectError(f"none of the {report.counts['bad_image']} images of {path} is usable "
-                          f"({report.examples['bad_image']}); check the image folder {image_dir}")
-    return dataset, report
 
 
 def index_coco(dataset: dict[str, Any]) -> COCO:
@@ -82,21 +79,25 @@ def train_transforms(flip_prob: float, photometric: bool) -> v2.Compose:
     return v2.Compose(steps)
 
 
+SplitReader = Callable[[], tuple[dict[str, Any], CheckReport]]  # one split as a checked COCO-format dict + report
+
+
 class CocoDetection(Dataset):
     """Images with boxes in xyxy pixels and contiguous labels 1..K (0 is background).
 
     Category ids of any values map to labels in sorted id order and back through `classes`. Crowd boxes are left
     out of the targets (pycocotools still sees them when evaluating); degenerate boxes are dropped and counted.
-    The file and its images are checked first (`detect.data.checks`); `report` says what was fixed or skipped.
+    `source` is a COCO annotation file, read and checked first (`detect.data.checks`), or a `SplitReader` (a YOLO
+    or Pascal VOC split converted to the same checked dict); `report` says what was fixed or skipped.
     The images' records are flat arrays (`detect.records`) that forked DataLoader workers share; pycocotools'
-    index of the file (`coco`, the evaluator's ground truth) is kept with `keep_coco`, else read again if asked.
+    index of the split (`coco`, the evaluator's ground truth) is kept with `keep_coco`, else read again if asked.
     """
 
-    def __init__(self, annotation_file: str | Path, image_dir: str | Path, transforms: v2.Transform | None = None,
+    def __init__(self, source: str | Path | SplitReader, image_dir: str | Path, transforms: v2.Transform | None = None,
                  keep_empty: bool = True, on_bad_image: str = "skip", keep_coco: bool = True) -> None:
-        dataset, self.report = read_checked(annotation_file, image_dir, on_bad_image)
-        self.annotation_file, self.image_dir, self.on_bad_image = Path(annotation_file), Path(image_dir), on_bad_image
-        self.transforms = transforms
+        self.read: SplitReader = source if callable(source) else partial(read_checked, source, image_dir, on_bad_image)
+        dataset, self.report = self.read()
+        self.image_dir, self.transforms = Path(image_dir), transforms
         names = {category["id"]: category["name"] for category in dataset["categories"]}
         category_ids = sorted(names)
         self.classes = Classes([names[c] for c in category_ids], category_ids)
@@ -109,8 +110,13 @@ class CocoDetection(Dataset):
 
     @cached_property
     def coco(self) -> COCO:
-        """pycocotools' index of the checked file; read and checked again on first use when not kept."""
-        return read_coco(self.annotation_file, self.image_dir, self.on_bad_image)[0]
+        """pycocotools' index of the checked split; read and checked again on first use when not kept."""
+        return index_coco(self.read()[0])
+
+    @property
+    def num_boxes(self) -> int:
+        """Boxes in the records (crowd and degenerate boxes left out)."""
+        return len(self.records.labels)
 
     @property
     def image_ids(self) -> list[int]:

@@ -1,8 +1,10 @@
-"""Lightning data modules: COCO-format train/val splits with aspect-ratio grouped batches, and the synthetic demo."""
+"""Lightning data modules: train/val splits in COCO, YOLO or Pascal VOC form with aspect-ratio grouped batches, and
+the synthetic demo."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -11,33 +13,25 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from detect.data.checks import BAD_IMAGE_POLICIES
-from detect.data.coco import CocoDetection, train_transforms
+from detect.data.coco import CocoDetection, SplitReader, read_checked, train_transforms
 from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
 from detect.data.synthetic import write_synthetic_coco
+from detect.data.voc import read_voc_split, split_ids, voc_class_names
+from detect.data.yolo import read_data_yaml, read_yolo_split, split_sources
 from detect.errors import DetectError, check_choice
 from detect.model import Classes
 
 
-class CocoDataModule(L.LightningDataModule):
-    """Train and val COCO datasets with aspect-ratio grouped batches; sharded per rank under DDP.
+class DetectionDataModule(L.LightningDataModule):
+    """Train and val splits with aspect-ratio grouped batches, sharded per rank under DDP. A subclass reads the
+    splits of its label format (`reader`) into checked COCO-format dicts: every format shares the checks and the
+    records of `CocoDetection`."""
 
-    Relative paths are taken under `root` when it is given.
-    """
-
-    def __init__(self, train_json: str, train_images: str, val_json: str, val_images: str, root: str | None = None,
-                 batch_size: int = 2,
-                 val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
+    def __init__(self, batch_size: int = 2, val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
                  aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
                  on_bad_image: str = "skip") -> None:
         super().__init__()
-        self.paths = {key: Path(root or ".") / path for key, path in (
-            ("train_json", train_json), ("train_images", train_images), ("val_json", val_json),
-            ("val_images", val_images))}
-        for key, path in self.paths.items():
-            if not (path.is_file() if key.endswith("json") else path.is_dir()):
-                what = "a COCO-format annotation json" if key.endswith("json") else "the folder of its images"
-                raise DetectError(f"data.{key}: {path} does not exist; set it (or data.root) to {what}")
         if batch_size < 1 or val_batch_size < 1:
             raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
@@ -49,19 +43,35 @@ class CocoDataModule(L.LightningDataModule):
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
 
+    def reader(self, split: str) -> SplitReader:
+        """Reads `split` ("train" or "val") as a checked COCO-format dict and its report."""
+        raise NotImplementedError
+
+    def image_dir(self, split: str) -> Path:
+        """The folder that the file names of `split` are relative to."""
+        raise NotImplementedError
+
+    def source(self, split: str) -> str:
+        """What `split` is read from, for the header and messages."""
+        raise NotImplementedError
+
+    def val_files(self) -> dict[str, str]:
+        """The val split's files for the run's metrics.json (plots and `python -m detect.analyze` read them)."""
+        return {"val_images": str(self.image_dir("val").resolve())}
+
     def setup(self, stage: str | None = None) -> None:
-        """Index and check both annotation files (once; the val split first, so that a bad val file fails before
-        any training) and check that the two splits share one category list."""
+        """Read and check both splits (once; the val split first, so that a bad val split fails before any
+        training) and check that the two splits share one category list."""
         if self.val_set is not None:
             return
-        self.val_set = CocoDetection(self.paths["val_json"], self.paths["val_images"], on_bad_image=self.on_bad_image)
+        self.val_set = CocoDetection(self.reader("val"), self.image_dir("val"))
         if stage in (None, "fit"):
-            self.train_set = CocoDetection(self.paths["train_json"], self.paths["train_images"],
+            self.train_set = CocoDetection(self.reader("train"), self.image_dir("train"),
                                            train_transforms(self.flip_prob, self.photometric),
-                                           keep_empty=self.keep_empty_train, on_bad_image=self.on_bad_image,
+                                           keep_empty=self.keep_empty_train,
                                            keep_coco=False)  # only the val split's index is evaluated against
             if self.train_set.classes != self.val_set.classes:
-                raise DetectError(f"{self.paths['train_json']} and {self.paths['val_json']} list different categories; "
+                raise DetectError(f"{self.source('train')} and {self.source('val')} list different categories; "
                                   "both splits need the same 'categories'")
 
     @property
@@ -98,6 +108,86 @@ class CocoDataModule(L.LightningDataModule):
         sampler = (DistributedSampler(self.val_set, world_size, rank, shuffle=False) if world_size > 1
                    else range(len(self.val_set)))
         return self._loader(self.val_set, BatchSampler(sampler, self.val_batch_size, drop_last=False))
+
+
+class CocoDataModule(DetectionDataModule):
+    """COCO-format splits: an annotation json and an image folder each. Relative paths are taken under `root` when
+    it is given."""
+
+    def __init__(self, train_json: str, train_images: str, val_json: str, val_images: str, root: str | None = None,
+                 **loader_options: Any) -> None:
+        self.paths = {key: Path(root or ".") / path for key, path in (
+            ("train_json", train_json), ("train_images", train_images), ("val_json", val_json),
+            ("val_images", val_images))}
+        for key, path in self.paths.items():
+            if not (path.is_file() if key.endswith("json") else path.is_dir()):
+                what = "a COCO-format annotation json" if key.endswith("json") else "the folder of its images"
+                raise DetectError(f"data.{key}: {path} does not exist; set it (or data.root) to {what}")
+        super().__init__(**loader_options)
+
+    def reader(self, split: str) -> SplitReader:
+        return partial(read_checked, self.paths[f"{split}_json"], self.paths[f"{split}_images"], self.on_bad_image)
+
+    def image_dir(self, split: str) -> Path:
+        return self.paths[f"{split}_images"]
+
+    def source(self, split: str) -> str:
+        return str(self.paths[f"{split}_json"])
+
+    def val_files(self) -> dict[str, str]:
+        return super().val_files() | {"val_json": str(self.paths["val_json"].resolve())}
+
+
+class YoloDataModule(DetectionDataModule):
+    """An Ultralytics YOLO dataset: `root`/`data_yaml` names the classes and the image folders (or .txt lists) of
+    its splits under the keys `train_split` and `val_split`; labels/ lies beside images/ (`detect.data.yolo`)."""
+
+    def __init__(self, root: str, data_yaml: str = "data.yaml", train_split: str = "train", val_split: str = "val",
+                 **loader_options: Any) -> None:
+        self.data_yaml = Path(root) / data_yaml
+        data, _ = read_data_yaml(self.data_yaml)
+        self.splits = {"train": train_split, "val": val_split}
+        self.base = {split: split_sources(data, self.data_yaml, key)[0] for split, key in self.splits.items()}
+        super().__init__(**loader_options)
+
+    def reader(self, split: str) -> SplitReader:
+        return partial(read_yolo_split, self.data_yaml, self.splits[split], self.on_bad_image)
+
+    def image_dir(self, split: str) -> Path:
+        return self.base[split]
+
+    def source(self, split: str) -> str:
+        return f"{self.data_yaml} ({self.splits[split]})"
+
+
+class VocDataModule(DetectionDataModule):
+    """A Pascal VOC folder (`root`: Annotations/, JPEGImages/, ImageSets/Main/<split>.txt; `detect.data.voc`). The
+    classes are `classes` in that order, or every object name of both splits, sorted."""
+
+    def __init__(self, root: str, train_split: str = "train", val_split: str = "val",
+                 classes: Sequence[str] | None = None, **loader_options: Any) -> None:
+        self.root = Path(root)
+        self.splits = {"train": train_split, "val": val_split}
+        for split in self.splits.values():
+            split_ids(self.root, split)  # one line now if the folder or a split file is missing
+        self.given_classes = list(classes) if classes else None
+        super().__init__(**loader_options)
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        names = self.given_classes or voc_class_names(self.root, list(self.splits.values()))
+        if not names:
+            raise DetectError(f"the annotation files of {self.root} name no object; label some, or list data.classes")
+        return names
+
+    def reader(self, split: str) -> SplitReader:
+        return partial(read_voc_split, self.root, self.splits[split], self.class_names, self.on_bad_image)
+
+    def image_dir(self, split: str) -> Path:
+        return self.root / "JPEGImages"
+
+    def source(self, split: str) -> str:
+        return str(self.root / "ImageSets" / "Main" / f"{self.splits[split]}.txt")
 
 
 class SyntheticDataModule(CocoDataModule):

@@ -3,39 +3,38 @@ gives them (its training images to calibrate, its val images to check); otherwis
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from detect.config import instantiate_node
 from detect.errors import DetectError
 from detect.inference.sources import FrameReader
 
 SPLITS = ("train", "val")
 
 
-def run_split(weights: str | Path, split: str) -> tuple[Path, Path]:
-    """(annotation file, image folder) of the `split` a checkpoint of train.py was trained or evaluated on, read from
-    its run's `.hydra/config.yaml` (<run>/checkpoints/<name>.ckpt)."""
+def run_split(weights: str | Path, split: str) -> tuple[dict[str, Any], Path]:
+    """(checked COCO-format dict, image folder) of the `split` a checkpoint of train.py was trained or evaluated on,
+    in any label format, read as its run's `.hydra/config.yaml` says (<run>/checkpoints/<name>.ckpt)."""
     run_config = Path(weights).resolve().parent.parent / ".hydra" / "config.yaml"
     if not run_config.is_file():
         raise DetectError(f"{weights} is not inside a train.py run (no {run_config}); pass the images to use "
                           "(a folder, a glob or a video)")
-    data = instantiate(OmegaConf.load(run_config).data)  # checks that the files are still there
-    return data.paths[f"{split}_json"], data.paths[f"{split}_images"]
+    data = instantiate_node(OmegaConf.load(run_config).data)  # checks that the files are still there
+    return data.reader(split)()[0], data.image_dir(split)
 
 
-def split_images(annotation_file: Path, image_dir: Path, count: int) -> list[np.ndarray]:
-    """The first `count` images (BGR) listed in a COCO annotation file, in its order."""
-    entries = json.loads(Path(annotation_file).read_text())["images"][:count]
+def split_images(dataset: dict[str, Any], image_dir: Path, count: int) -> list[np.ndarray]:
+    """The first `count` images (BGR) of a checked COCO-format dict, in its order."""
     images = []
-    for entry in entries:
+    for entry in dataset["images"][:count]:
         image = cv2.imread(str(Path(image_dir) / entry["file_name"]), cv2.IMREAD_COLOR)
         if image is None:
-            raise DetectError(f"image {image_dir / entry['file_name']} of {annotation_file} could not be read")
+            raise DetectError(f"image {image_dir / entry['file_name']} could not be read")
         images.append(image)
     return images
 

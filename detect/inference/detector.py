@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
@@ -25,12 +25,18 @@ from detect.config import CONFIG_DIR, check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import Backend, BackendOptions, load_backend
+from detect.inference.image_input import ImageInput, read_image
+from detect.inference.multisource import ReaderOptions, interleave, open_readers
 from detect.inference.result import Result
-from detect.inference.sources import FrameReader
+from detect.inference.source_list import parse_sources
+from detect.inference.sources import Frame, FrameReader
 from detect.inference.tracking import Tracker
 from detect.timing import DeviceTimer
 
-ImageInput = str | Path | np.ndarray
+SourceInput = str | int | Path | FrameReader
+TrackerInput = str | Mapping[str, Any] | Tracker | None
+RECONNECT_S = 60.0  # a live source that drops is reopened for this long (infer.yaml's reconnect)
+READ_TIMEOUT_S = 10.0  # a live read that takes longer is abandoned (infer.yaml's read_timeout)
 
 
 def to_model_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -39,14 +45,28 @@ def to_model_input(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return pixels.permute(2, 0, 1).flip(0).float().div_(255.0)
 
 
+@contextmanager
+def _package_configs() -> Iterator[None]:
+    """Hydra initialized on this package's configs/ for a compose, whatever Hydra application runs (another one with
+    its own config path, or an entry point of this package): the running one is set aside and put back after."""
+    global_hydra = GlobalHydra.instance()
+    running = global_hydra.hydra
+    global_hydra.clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            yield
+    finally:
+        global_hydra = GlobalHydra.instance()  # initialize_config_dir put back a copy of the instance it found
+        global_hydra.clear()
+        if running is not None:
+            global_hydra.initialize(running)
+
+
 def model_config(backbone: str | None = None, **overrides: Any) -> DictConfig:
     """The `model` config group as infer.py composes it (configs/model), with `model/backbone` and key overrides."""
     group = [f"model/backbone={backbone}"] if backbone else []
-    if GlobalHydra.instance().is_initialized():  # inside an entry point of this package (its config folder)
+    with _package_configs():
         cfg = compose(config_name="infer", overrides=group)
-    else:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="infer", overrides=group)
     model = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
     OmegaConf.set_struct(model, True)
     try:
@@ -62,8 +82,9 @@ class Detector:
     """A detection backend with its classes and its filters (score threshold, classes kept, detections kept)."""
 
     def __init__(self, backend: Backend, device: torch.device | str = "cpu", score_threshold: float = 0.5,
-                 classes: Sequence[str | int] | None = None, max_det: int | None = None) -> None:
+                 classes: Sequence[str | int] | None = None, max_det: int | None = None, batch: bool = True) -> None:
         check_filters(score_threshold, max_det)
+        self.batch = batch
         self.backend = backend
         self.device = torch.device(device)
         self.score_threshold = score_threshold
@@ -121,47 +142,83 @@ class Detector:
     def predict(self, image: np.ndarray, frame: int = 0, source: str = "", decode_ms: float = 0.0,
                 classes: set[int] | None = None, max_det: int | None = None) -> Result:
         """Detections on one BGR uint8 HxWx3 image, with each stage timed."""
+        return self.predict_frames([Frame(frame, source, image, decode_ms)], classes, max_det)[0]
+
+    def predict_frames(self, frames: Sequence[Frame], classes: set[int] | None = None,
+                       max_det: int | None = None) -> list[Result]:
+        """Detections on each frame, with each stage timed. With `batch` the frames go to the backend in one call
+        (torch pads them into one tensor; the ONNX Runtime and OpenVINO graphs take one image each): every result
+        then has the batch's preprocess and model times, the latency its frame saw."""
         started = time.perf_counter()
         with torch.inference_mode():
             with self._timers["preprocess"]:
-                tensor = to_model_input(image, self.device)
+                tensors = [to_model_input(frame.image, self.device) for frame in frames]
             with self._timers["model"]:
-                output = self.backend([tensor])[0]
+                if self.batch:
+                    outputs = self.backend(tensors)
+                else:
+                    outputs = [self.backend([tensor])[0] for tensor in tensors]
             with self._timers["postprocess"]:
-                boxes, labels, scores = self._postprocess(output, classes or self.keep_labels, max_det or self.max_det)
-        ms = {"decode": decode_ms, **{stage: timer.elapsed_ms for stage, timer in self._timers.items()}}
-        return Result(boxes, scores, labels, self.backend.classes, image, frame, source, ms, started)
+                kept = [self._postprocess(output, classes or self.keep_labels, max_det or self.max_det)
+                        for output in outputs]
+        ms = {stage: timer.elapsed_ms for stage, timer in self._timers.items()}
+        return [Result(boxes, scores, labels, self.backend.classes, frame.image, frame.index, frame.name,
+                       {"decode": frame.decode_ms, **ms}, started)
+                for frame, (boxes, labels, scores) in zip(frames, kept, strict=True)]
 
     def __call__(self, images: ImageInput | Iterable[ImageInput]) -> Result | list[Result]:
         """Results for an image path or a BGR array (OpenCV's), or a list of results for a list of either."""
         if isinstance(images, (str, Path, np.ndarray)):
-            pixels, name, decode_ms = _read_image(images)
+            pixels, name, decode_ms = read_image(images)
             return self.predict(pixels, 0, name, decode_ms)
         results = []
         for index, image in enumerate(images):
-            pixels, name, decode_ms = _read_image(image)
+            pixels, name, decode_ms = read_image(image)
             results.append(self.predict(pixels, index, name, decode_ms))
         return results
 
-    def stream(self, source: str | int | Path | FrameReader, *, vid_stride: int = 1,
+    def stream(self, source: SourceInput | Sequence[SourceInput], *, vid_stride: int = 1,
                classes: Sequence[str | int] | None = None, max_det: int | None = None,
-               tracker: str | Mapping[str, Any] | Tracker | None = None, queue_size: int = 8,
-               stop_event: threading.Event | None = None) -> Iterator[Result]:
+               tracker: TrackerInput | Sequence[Tracker] = None, queue_size: int = 8,
+               stop_event: threading.Event | None = None, reconnect: float = RECONNECT_S,
+               read_timeout: float = READ_TIMEOUT_S) -> Iterator[Result]:
         """Results for every frame of `source` (an image, folder, glob, video file, webcam index or URL, or a
-        FrameReader already open with its own options), decoded on a background thread. Breaking out of the loop,
-        an error or the end of the input closes the source; setting `stop_event` ends it after the current frame.
-        With `tracker` (a name of configs/tracker, its settings, or a Tracker) each result has `track_ids`."""
+        FrameReader already open with its own options), decoded on a background thread; or of several sources (a
+        list, or a .txt file with one a line), their frames batched, each result with its `source_index`. A live
+        source that drops is reopened for up to `reconnect` s. Breaking out of the loop, an error or the end of the
+        input closes the sources; setting `stop_event` ends them after the current frames. With `tracker` (a name of
+        configs/tracker, its settings, a Tracker, or one Tracker per source) each result has `track_ids`."""
         check_filters(max_det=max_det)
         labels = self._labels_of(classes)
-        reader = source if isinstance(source, FrameReader) else FrameReader(source, queue_size, vid_stride, stop_event)
+        sources = [source] if isinstance(source, FrameReader) else parse_sources(source)
+        ready = threading.Event()
+        readers, _ = open_readers(sources, ReaderOptions(queue_size, vid_stride, reconnect, read_timeout), stop_event,
+                                  ready)
         try:
-            if tracker is not None and not isinstance(tracker, Tracker):
-                tracker = Tracker(tracker, reader.frame_rate)
-            for frame in reader:
-                result = self.predict(frame.image, frame.index, frame.name, frame.decode_ms, labels, max_det)
-                yield tracker.update(result) if tracker is not None else result
+            trackers = _trackers(tracker, readers)
+            for batch in interleave(readers, ready):
+                results = self.predict_frames([frame for _, frame in batch], labels, max_det)
+                for (index, _), result in zip(batch, results):
+                    result.source_index = index
+                    yield trackers[index].update(result) if trackers[index] is not None else result
         finally:
-            reader.close()
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
+
+
+def _trackers(tracker: TrackerInput | Sequence[Tracker], readers: Sequence[FrameReader | None]) -> list[Tracker | None]:
+    """One tracker per source: `tracker` itself for one source, a new one per source from a name or settings."""
+    if isinstance(tracker, Sequence) and not isinstance(tracker, str):
+        if len(tracker) != len(readers):
+            raise DetectError(f"{len(tracker)} trackers for {len(readers)} sources: pass one per source, or a name")
+        return list(tracker)
+    if isinstance(tracker, Tracker):
+        if len(readers) > 1:
+            raise DetectError("one Tracker for several sources: pass a tracker name (one tracker each) or a list")
+        return [tracker]
+    return [Tracker(tracker, reader.frame_rate) if tracker is not None and reader is not None else None
+            for reader in readers]
 
 
 def check_filters(score_threshold: float = 0.0, max_det: int | None = None) -> None:
@@ -170,17 +227,3 @@ def check_filters(score_threshold: float = 0.0, max_det: int | None = None) -> N
         raise DetectError(f"score_threshold={score_threshold} must be in [0, 1)")
     if max_det is not None and max_det < 1:
         raise DetectError(f"max_det={max_det} must be >= 1 (or null: every detection above the score threshold)")
-
-
-def _read_image(image: ImageInput) -> tuple[np.ndarray, str, float]:
-    """(BGR pixels, name, decode ms) of an image path or array."""
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DetectError(f"an image array must be HxWx3 uint8 BGR (OpenCV's), got {image.dtype} {image.shape}")
-        return image, "array", 0.0
-    start = time.perf_counter()
-    pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if pixels is None:
-        problem = "does not exist" if not Path(image).exists() else "is not an image OpenCV reads"
-        raise DetectError(f"image {image} {problem}; pass a jpg/png/... file or a BGR numpy array")
-    return pixels, Path(image).name, (time.perf_counter() - start) * 1000.0

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,15 @@ from detect.config import check_model_config
 from detect.device import resolve_device
 from detect.errors import DetectError
 from detect.inference.backends import BackendOptions, check_backend, load_backend
+from detect.inference.capture import check_reconnect
 from detect.inference.detector import Detector, check_filters
-from detect.inference.sinks import open_media_writer
+from detect.inference.multisource import ReaderOptions, open_readers
+from detect.inference.source_list import parse_sources
+from detect.inference.source_run import SourceRun, source_folders
 from detect.inference.sources import FrameReader
-from detect.inference.summary import device_name, finite, format_summary
-from detect.inference.tracking import Tracker
-from detect.inference.worker import BackgroundWorker
-from detect.inference.writer import ResultConsumer, ResultWriter
+from detect.inference.summary import format_sources, format_summary, sources_summary
+from detect.inference.writer import ResultConsumer
 from detect.mot import evaluate_tracking
-from detect.timing import cuda_memory_mb, peak_rss_mb, summarize
 
 
 def check_infer_config(cfg: DictConfig) -> None:
@@ -51,7 +51,10 @@ def check_infer_config(cfg: DictConfig) -> None:
     check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
     check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
     check_model_config(cfg.model)
+    check_reconnect(cfg.reconnect, cfg.read_timeout)
     if cfg.track_gt is not None:
+        if len(parse_sources(cfg.source)) > 1:
+            raise DetectError(f"track_gt={cfg.track_gt} scores one source: run it on one, not a list of sources")
         if cfg.get("tracker") is None or cfg.vid_stride != 1:
             raise DetectError(f"track_gt={cfg.track_gt} needs a tracker (tracker=bytetrack) and every frame "
                               f"(vid_stride=1, not {cfg.vid_stride})")
@@ -66,7 +69,7 @@ def load_detector(cfg: DictConfig) -> Detector:
     backend = load_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.model, options,
                            cfg.model_from_checkpoint)
     classes = list(cfg.classes) if cfg.classes is not None else None
-    return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det)
+    return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det, cfg.batch)
 
 
 @contextmanager
@@ -90,117 +93,83 @@ def _stop_on_sigint() -> Iterator[threading.Event]:
 
 
 def infer(cfg: DictConfig, detector: Detector | None = None, consumer: ResultConsumer | None = None) -> dict[str, Any]:
-    """Run the configured detector (or `detector`) over `cfg.source`; write the outputs and return the summary.
+    """Run the configured detector (or `detector`) over `cfg.source` (one source, or several: a list or a .txt
+    file); write the outputs and return the summary.
 
     `consumer(result, warmup)` also gets every result, after it is written (the benchmarks keep them in memory).
     """
     check_infer_config(cfg)
     if cfg.show:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            # OpenCV's Qt build aborts the whole process when it finds no display: say so before it tries
-            raise DetectError("show=true needs a display (DISPLAY is not set here); use show=false and watch the "
-                              "saved video, or run where a desktop session is")
-        try:
-            cv2.namedWindow("detect")
-        except cv2.error:
-            raise DetectError("show=true needs OpenCV with a GUI (opencv-python); this one is headless: "
-                              "use show=false and watch the saved video") from None
+        check_display()
     threads = torch.get_num_threads()
+    sources = parse_sources(cfg.source)
     with _stop_on_sigint() as interrupted:
         # opened first: a bad source fails before the model loads
-        reader = FrameReader(cfg.source, cfg.queue_size, cfg.vid_stride, interrupted)
+        options = ReaderOptions(cfg.queue_size, cfg.vid_stride, cfg.reconnect, cfg.read_timeout)
+        readers, failed = open_readers(sources, options, interrupted, threading.Event())
         try:
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)
             detector = detector or load_detector(cfg)
-            return _run(cfg, reader, detector, interrupted, consumer)
+            failed_sources = [{"source": sources[index], "error": error} for index, error in failed.items()]
+            return _run(cfg, readers, failed_sources, detector, interrupted, consumer)
         finally:
-            reader.close()
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
             torch.set_num_threads(threads)
 
 
-def _run(cfg: DictConfig, reader: FrameReader, detector: Detector, interrupted: threading.Event,
-         consumer: ResultConsumer | None) -> dict[str, Any]:
-    output_dir, device = Path(cfg.output_dir), detector.device
-    media = open_media_writer(reader, output_dir) if cfg.save else None
-    source_frames = -(-reader.frame_count // reader.vid_stride) if reader.frame_count else None
-    total = min(filter(None, [source_frames, cfg.max_frames]), default=None)
-    tracker = Tracker(OmegaConf.to_container(cfg.tracker), reader.frame_rate) if cfg.get("tracker") else None
-    writer = ResultWriter(output_dir, media, cfg.save_txt, reader.kind != "images", tracker is not None, cfg.show,
-                          cfg.verbose, total, consumer)
-    worker = BackgroundWorker(writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI wants one thread
-    frames, stopped_by, sizes = 0, "end of input" if reader.frame_count else "stream closed", None
-    run_start = time.perf_counter()
-    measure_start = previous_start = frame_interval_ms = None
-    bar = tqdm(total=total, unit="frame", disable=not cfg.progress, dynamic_ncols=True)
+def check_display() -> None:
+    """show=true needs a display and OpenCV's GUI, or one line saying so."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # OpenCV's Qt build aborts the whole process when it finds no display: say so before it tries
+        raise DetectError("show=true needs a display (DISPLAY is not set here); use show=false and watch the "
+                          "saved video, or run where a desktop session is")
     try:
-        for result in detector.stream(reader, tracker=tracker):
-            warmup = frames < cfg.warmup_frames
-            if not warmup and measure_start is None:
-                measure_start = result.started
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-            if sizes is None:
-                input_size = detector.backend.input_size
-                sizes = (result.image.shape[:2], *(input_size(*result.image.shape[:2]) if input_size else (None, None)))
-            if previous_start is not None:  # the overlay's FPS: a moving average of the frame interval
-                interval = (result.started - previous_start) * 1000.0
-                frame_interval_ms = interval if frame_interval_ms is None else 0.9 * frame_interval_ms + 0.1 * interval
-            previous_start = result.started
-            overlay = [f"{1000.0 / frame_interval_ms:.1f} FPS" if frame_interval_ms else "- FPS",
-                       f"{result.ms['preprocess'] + result.ms['model'] + result.ms['postprocess']:.1f} ms detect"]
-            worker.submit((result, warmup, overlay, cuda_memory_mb(device)))
-            frames += 1
-            bar.update()
-            if cfg.max_frames is not None and frames >= cfg.max_frames:
-                stopped_by = "max_frames"
-                break
-            if writer.quit_requested:
-                stopped_by = "window closed"
-                break
-        if interrupted.is_set():
-            stopped_by = "interrupted"
-    except KeyboardInterrupt:
-        stopped_by = "interrupted"
-    finally:
-        bar.close()
-        try:
-            worker.close()
-        finally:
-            if media is not None:
-                media.close()  # the video is playable from here on
-            writer.close()
-    end = time.perf_counter()
+        cv2.namedWindow("detect")
+    except cv2.error:
+        raise DetectError("show=true needs OpenCV with a GUI (opencv-python); this one is headless: "
+                          "use show=false and watch the saved video") from None
 
-    measured = frames - min(frames, cfg.warmup_frames)
-    measured_s = end - measure_start if measure_start is not None else float("nan")
-    vram = cuda_memory_mb(device)
-    summary = finite({
-        "source": str(cfg.source), "source_kind": reader.kind, "device": device_name(device),
-        "backend": detector.backend.name, "model": detector.backend.description,
-        "classes": detector.backend.classes.names,
-        "frame_size": list(sizes[0]) if sizes else None,
-        "network_input_size": list(sizes[1]) if sizes and sizes[1] else None,
-        "padded_input_size": list(sizes[2]) if sizes and sizes[2] else None,
-        "precision": cfg.precision, "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
-        "vid_stride": cfg.vid_stride, "frames": frames, "warmup_frames": frames - measured, "measured_frames": measured,
-        "corrupt_frames": reader.corrupt, "corrupt": reader.corrupt_names[:20], "dropped_frames": reader.dropped,
-        "stopped_by": stopped_by, "detections": writer.detections,
-        **({"tracker": tracker.name, "tracks": len(tracker.track_ids)} if tracker else {}),
-        "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
-        "warmup_model_ms": writer.warmup_model_ms,
-        "throughput_fps": measured / measured_s if measured else float("nan"),
-        "measured_wall_s": measured_s, "total_wall_s": end - run_start,
-        "peak_vram_allocated_mb": vram.get("peak_allocated"), "peak_vram_reserved_mb": vram.get("peak_reserved"),
-        "peak_rss_mb": peak_rss_mb(),
-        "outputs": {"media": str(media.path) if media else None, "detections": str(writer.json.path),
-                    "frames": str(writer.csv.path), "labels": str(writer.txt.path) if writer.txt else None,
-                    **({"tracks": str(writer.tracks.path)} if tracker else {}),
-                    "summary": str(output_dir / "summary.json")},
-    })
+
+def _run(cfg: DictConfig, readers: list[FrameReader | None], failed: list[dict[str, str]], detector: Detector,
+         interrupted: threading.Event, consumer: ResultConsumer | None) -> dict[str, Any]:
+    output_dir = Path(cfg.output_dir)
+    opened = [reader for reader in readers if reader is not None]
+    folders = source_folders(opened, output_dir)
+    runs = [SourceRun(cfg, reader, folder, consumer) for reader, folder in zip(opened, folders)]
+    totals = [run.total for run in runs]
+    bar = tqdm(total=None if None in totals else sum(totals), unit="frame", disable=not cfg.progress,
+               dynamic_ncols=True)
+    run_start, stopped_by = time.perf_counter(), None
+    with ExitStack() as closing:  # every source's files are finalized, whatever happens
+        closing.callback(bar.close)
+        for run in runs:
+            closing.callback(run.close)
+        try:
+            for result in detector.stream(opened, tracker=[run.tracker for run in runs]):
+                run = runs[result.source_index]
+                run.submit(result, detector)
+                bar.update()
+                if run.writer.quit_requested:
+                    stopped_by = "window closed"
+                    break
+            if interrupted.is_set():
+                stopped_by = "interrupted"
+        except KeyboardInterrupt:
+            stopped_by = "interrupted"
+    total_wall_s = time.perf_counter() - run_start
+    rows = [run.summary(detector, stopped_by, total_wall_s) for run in runs]
     if cfg.track_gt is not None:
-        summary["tracking_metrics"] = evaluate_tracking(cfg.track_gt, writer.tracks.path, output_dir,
-                                                        last_frame=writer.last_frame + 1)
+        rows[0]["tracking_metrics"] = evaluate_tracking(cfg.track_gt, runs[0].writer.tracks.path, output_dir,
+                                                        last_frame=runs[0].writer.last_frame + 1)
+    for run, row in zip(runs, rows):
+        (run.output_dir / "summary.json").write_text(json.dumps(row, indent=2) + "\n")
+    if len(readers) == 1:
+        print(format_summary(rows[0]), flush=True)
+        return rows[0]
+    summary = sources_summary(rows, failed, total_wall_s)
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_summary(summary), flush=True)
+    print(format_sources(summary), flush=True)
     return summary

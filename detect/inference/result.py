@@ -33,6 +33,7 @@ class Result:
     ms: dict[str, float] = field(default_factory=dict)
     started: float = 0.0
     track_ids: np.ndarray | None = None  # N int64 with a tracker: stable ids across frames, -1 for unconfirmed boxes
+    source_index: int = 0  # which of the sources of `Detector.stream([...])` the frame came from
 
     def __len__(self) -> int:
         return len(self.scores)

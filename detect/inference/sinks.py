@@ -58,7 +58,7 @@ class ImageWriter:
         self.path = folder
 
     def write(self, image: np.ndarray, name: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / name).parent.mkdir(parents=True, exist_ok=True)  # a recursive glob's names have folders
         if not cv2.imwrite(str(self.path / name), image):
             raise DetectError(f"could not write {self.path / name}; check the folder and the file type")
 
@@ -112,8 +112,9 @@ class FramesCsv:
 
 
 class LabelsTxt:
-    """labels/<name>.txt per frame (<image stem>, or <video stem>_<frame> for a video): a line per box with the
-    class index (label - 1, into the model's class names), cx cy w h normalized by the frame size, and the score."""
+    """labels/<name>.txt per frame (the image's path without its suffix, or <video stem>_<frame> for a video): a
+    line per box with the class index (label - 1, into the model's class names), cx cy w h normalized by the frame
+    size, and the score."""
 
     def __init__(self, folder: Path, per_frame: bool) -> None:
         self.path, self.per_frame = folder, per_frame
@@ -124,8 +125,11 @@ class LabelsTxt:
         boxes = result.boxes.astype(np.float64)
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2 / (width, height)
         sizes = (boxes[:, 2:] - boxes[:, :2]) / (width, height)
-        stem = Path(result.source).stem or "stream"
-        name = f"{stem}_{result.frame}.txt" if self.per_frame else f"{stem}.txt"
+        if self.per_frame:
+            name = f"{Path(result.source).stem or 'stream'}_{result.frame}.txt"
+        else:
+            name = Path(result.source).with_suffix(".txt").as_posix()
+            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
         lines = [f"{label - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f} {score:.5f}" for label, (cx, cy), (w, h), score
                  in zip(result.labels.tolist(), centers.tolist(), sizes.tolist(), result.scores.tolist())]
         (self.path / name).write_text("".join(line + "\n" for line in lines))

@@ -11,6 +11,10 @@ from detect.cpu import cpu_description
 from detect.mot import format_tracking_metrics
 
 
+SUMMED = ("frames", "measured_frames", "detections", "corrupt_frames", "dropped_frames", "gaps", "seconds_lost",
+          "frames_lost")  # the per-source counts a summary of several sources adds up
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -41,7 +45,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{'input':<12}frames {_size_text(summary['frame_size'])} (HxW) -> network "
         f"{_size_text(summary['network_input_size'])} (padded {_size_text(summary['padded_input_size'])})",
         f"{'frames':<12}{summary['frames']} ({summary['warmup_frames']} warm-up left out of the statistics, "
-        f"{summary['corrupt_frames']} corrupt skipped, {summary['dropped_frames']} dropped); "
+        f"{summary['corrupt_frames']} corrupt skipped, {summary['dropped_frames']} dropped"
+        + (f", {summary['gaps']} gaps: {summary['seconds_lost']:.1f} s, ~{summary['frames_lost']} frames lost"
+           if summary["gaps"] else "") + "); "
         f"stopped: {summary['stopped_by']}; {summary['detections']} detections",
         f"{'stage (ms)':<14}{'mean':>9}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}",
     ]
@@ -60,4 +66,36 @@ def format_summary(summary: dict[str, Any]) -> str:
     if "tracking_metrics" in summary:
         lines.append(f"{'vs gt':<12}{format_tracking_metrics(summary['tracking_metrics'])}")
     lines.append(f"{'outputs':<12}{', '.join(str(path) for path in summary['outputs'].values() if path)}")
+    return "\n".join(lines)
+
+
+def sources_summary(rows: list[dict[str, Any]], failed: list[dict[str, str]], total_wall_s: float) -> dict[str, Any]:
+    """summary.json of several sources: each source's summary, the sources that did not open, and the totals."""
+    measured = sum(row["measured_frames"] for row in rows)
+    walls = [row["measured_wall_s"] for row in rows if row["measured_wall_s"] is not None]
+    return finite({
+        "sources": rows, "failed": failed,
+        "total": {"sources": len(rows) + len(failed), "running": len(rows), "failed": len(failed),
+                  **{key: sum(row[key] for row in rows) for key in SUMMED},
+                  "throughput_fps": measured / max(walls) if walls and measured else float("nan"),
+                  "total_wall_s": total_wall_s, "peak_rss_mb": max(row["peak_rss_mb"] for row in rows)},
+    })
+
+
+def format_sources(summary: dict[str, Any]) -> str:
+    """The end-of-run table of several sources: a row per source, the failed ones, the totals."""
+    first = summary["sources"][0]
+    lines = [f"{'device':<12}{first['device']}", f"{'model':<12}{first['model']}, {len(first['classes'])} classes",
+             f"{'source':<40}{'frames':>8}{'detections':>11}{'FPS':>8}{'e2e p50 ms':>11}{'gaps':>6}  stopped"]
+    for row in summary["sources"]:
+        p50 = row["stages_ms"]["end_to_end"]["p50"]
+        lines.append(f"{row['source'][-40:]:<40}{row['frames']:>8}{row['detections']:>11}"
+                     f"{row['throughput_fps'] or 0:>8.2f}{p50 if p50 is not None else float('nan'):>11.1f}"
+                     f"{row['gaps']:>6}  {row['stopped_by']}")
+    for failure in summary["failed"]:
+        lines.append(f"{failure['source'][-40:]:<40}{'failed':>8}  {failure['error']}")
+    total = summary["total"]
+    lines.append(f"{'total':<40}{total['frames']:>8}{total['detections']:>11}{total['throughput_fps'] or 0:>8.2f}"
+                 f"{'':>11}{total['gaps']:>6}  {total['running']} of {total['sources']} sources ran, "
+                 f"{total['total_wall_s']:.1f} s")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ class ResultWriter:
     show: bool = False
     verbose: bool = False
     frame_count: int | None = None
+    window: str = "detect"  # the window's title with show
     consumer: ResultConsumer | None = None
     warmup_model_ms: list[float] = field(default_factory=list)
     detections: int = 0
@@ -59,7 +60,7 @@ class ResultWriter:
             if self.media is not None:
                 self.media.write(result.image, result.source)
             if self.show:
-                cv2.imshow("detect", result.image)
+                cv2.imshow(self.window, result.image)
                 self.quit_requested = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
         done = time.perf_counter()
         stage_ms = {**result.ms, "draw_write": (done - start) * 1000.0,
