@@ -1,5 +1,6 @@
 """`python -m detect.bench [overrides]`: time ResNets over the sweep of configs/bench.yaml.
-`python -m detect.bench formats weights=<checkpoint> [overrides]`: the format table of configs/formats.yaml."""
+`python -m detect.bench formats weights=<checkpoint> [overrides]`: the format table of configs/formats.yaml.
+`python -m detect.bench robustness weights=<checkpoint> [overrides]`: AP under corruptions (configs/robustness.yaml)."""
 
 import sys
 
@@ -23,9 +24,17 @@ def formats(cfg: DictConfig) -> None:
     exit_on_error(run_formats, cfg)
 
 
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="robustness")
+def robustness(cfg: DictConfig) -> None:
+    from detect.bench.robustness import run_robustness  # the corruptions (numba, scikit-image) load only for this
+
+    exit_on_error(run_robustness, cfg)
+
+
+SUBCOMMANDS = {"formats": formats, "robustness": robustness}
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["formats"]:
-        del sys.argv[1]
-        formats()
+    if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
+        SUBCOMMANDS[sys.argv.pop(1)]()
     else:
         sweep()

@@ -75,6 +75,16 @@ def evaluate_format(detector: Detector, images: list[dict[str, Any]], image_dir:
     return to_coco_results(outputs, [entry["id"] for entry in images], category_ids), model_ms, len(images) / busy_s
 
 
+def val_split(cfg: DictConfig) -> tuple[Any, Path, list[dict[str, Any]]]:
+    """(COCO index, image folder, its first `cfg.max_images` image entries by id) of `cfg.val_json` and
+    `cfg.val_images`, or of the checkpoint's val split when they are null."""
+    dataset, image_dir = ((read_checked(cfg.val_json)[0], Path(cfg.val_images)) if cfg.val_json
+                          else run_split(cfg.weights, "val"))
+    coco = index_coco(dataset)
+    images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
+    return coco, image_dir, images
+
+
 def run_format(backend: str, precision: str, outputs: int | None, cfg: DictConfig, coco: Any, image_dir: Path,
                images: list[dict[str, Any]], output_dir: Path) -> dict[str, Any]:
     """One row of the table: measured, or failed with the reason."""
@@ -170,10 +180,7 @@ def run_formats(cfg: DictConfig) -> list[dict[str, Any]]:
     """Every format of `cfg.formats` on the checkpoint's val split; the table, printed and written."""
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    dataset, image_dir = ((read_checked(cfg.val_json)[0], Path(cfg.val_images)) if cfg.val_json
-                          else run_split(cfg.weights, "val"))
-    coco = index_coco(dataset)
-    images = sorted(coco.imgs.values(), key=lambda entry: entry["id"])[:cfg.max_images or None]
+    coco, image_dir, images = val_split(cfg)
     formats = [parse_format(spec) for spec in cfg.formats]
     if (*BASELINE, None) not in formats:
         formats.insert(0, (*BASELINE, None))
