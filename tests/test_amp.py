@@ -44,7 +44,8 @@ def test_bf16_mixed_training_on_the_cpu_has_finite_losses_and_keeps_the_ap(train
     with open(tmp_path / "csv" / "metrics.csv") as file:
         losses = [float(row["train/loss"]) for row in csv.DictReader(file) if row.get("train/loss")]
     assert len(losses) == 4 and all(math.isfinite(loss) and 0 < loss < 5 for loss in losses), losses
-    assert fp32_ap > 0.1 and stats["AP"] > fp32_ap - 0.1, (stats["AP"], fp32_ap)  # evaluated under bf16 autocast
+    # evaluated under bf16 autocast: boxes decoded in bf16 (the bug of issue 16) score near 0; the fixture detects
+    assert fp32_ap > 0.02 and stats["AP"] > 0.5 * fp32_ap, (stats["AP"], fp32_ap)
 
 
 def test_gpu_amp_config_gets_lightnings_gradient_scaler_on_cuda(monkeypatch: pytest.MonkeyPatch,

@@ -98,7 +98,7 @@ def test_error_curves_forgive_similar_then_other_classes(supercategories: bool, 
 
 
 def test_error_curves_bound_each_other_on_a_random_set() -> None:
-    from detect.bench.coco_eval import synthetic_val
+    from detect.bench.synthetic_eval import synthetic_val
 
     coco, results, classes = synthetic_val(20, detections=40)
     analysis = error_curves(coco, load_results(coco, results), sorted(coco.imgs))

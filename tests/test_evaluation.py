@@ -16,7 +16,8 @@ from pycocotools.cocoeval import COCOeval
 
 from detect.analysis.coco_errors import error_curves
 from detect.analysis.images import per_image_ap50
-from detect.bench.coco_eval import largest_difference, synthetic_val
+from detect.bench.coco_eval import largest_difference
+from detect.bench.synthetic_eval import synthetic_val
 from detect.data import load_coco
 from detect.errors import DetectError
 from detect.evaluation import BACKENDS, CocoEvaluator, evaluate_coco, to_coco_results, write_evaluation

@@ -85,14 +85,25 @@ def test_kill_9_loses_at_most_the_interval_and_resume_continues_in_the_run(synth
 
 
 def test_sigusr1_saves_and_stops_at_the_step(synthetic_cache: Path, tmp_path: Path) -> None:
-    timer = threading.Timer(8.0, os.kill, (os.getpid(), signal.SIGUSR1))  # the signal a scheduler sends first
     cfg = compose_train([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=2000",
                          "trainer.val_check_interval=5000"], tmp_path)
-    timer.start()
+    stop = threading.Event()
+
+    def signal_once_handled() -> None:
+        """SIGUSR1 (the signal a scheduler sends first) 3 s after the run installs its handler: sent earlier, on a
+        loaded machine still setting up, another handler (or the default action) would take it."""
+        while getattr(signal.getsignal(signal.SIGUSR1), "__func__", None) is not PreemptionCheckpoint._on_signal \
+                and not stop.wait(0.1):
+            pass
+        if not stop.wait(3.0):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    sender = threading.Thread(target=signal_once_handled, daemon=True)
+    sender.start()
     try:
         run(cfg)
     finally:
-        timer.cancel()
+        stop.set()
     step = saved_step(tmp_path / "checkpoints" / "last.ckpt")
     assert 0 < step < 2000 and max(logged_steps(tmp_path)) == step - 1
 

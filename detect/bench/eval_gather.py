@@ -14,6 +14,7 @@ from typing import Any
 import torch.distributed as dist
 
 from detect.bench.measure import peak_rss_since_reset_mb, reset_peak_rss
+from detect.bench.synthetic_eval import synthetic_val  # the same set in both ranks (seed 0)
 from detect.evaluation import gather_predictions
 
 WORLD = 2
@@ -32,7 +33,6 @@ def _all_gather(predictions: dict[int, list]) -> dict[int, list]:
 
 
 def _rank(rank: int, port: int, images: int, detections: int, queue: Any) -> None:
-    from detect.bench.coco_eval import synthetic_val  # the same set in both ranks (seed 0), each keeps its half
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
