@@ -63,7 +63,7 @@ def test_fine_tuning_a_checkpoint_on_other_classes_beats_training_from_scratch(
     checkpoint = trained_run / "checkpoints" / "best.ckpt"
     task = [*TINY, *synthetic_overrides(synthetic_cache, num_train=32, num_val=16), "data.shapes=[ring,cross]",
             "optim=adamw", "optim.lr=0.001", "optim.weight_decay=0", "scheduler.warmup_steps=5",
-            "trainer.max_steps=30", "trainer.val_check_interval=30"]
+            "trainer.max_steps=15", "trainer.val_check_interval=15"]
     result = train_py([*task, f"model.weights={checkpoint}"], tmp_path / "fine_tuned")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"weights: the whole detector from {checkpoint}" in result.stdout
