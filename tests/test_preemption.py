@@ -47,18 +47,24 @@ def logged_steps(run_dir: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
-def test_sigterm_saves_at_the_current_step_and_exits_cleanly(synthetic_cache: Path, tmp_path: Path) -> None:
-    process = start_train([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=500",
-                           "trainer.val_check_interval=1000", "callbacks.preemption_checkpoint.every_n_steps=2"],
-                          tmp_path)
-    wait_for_step(process, tmp_path / "checkpoints" / "last.ckpt", 2)
-    process.send_signal(signal.SIGTERM)
+def stop_with_signal(signum: signal.Signals, synthetic_cache: Path, run_dir: Path, max_steps: int) -> int:
+    """Send `signum` to a real train.py process once it has saved step 2; it must save at the step it is at, say so
+    once, and exit 0 without a traceback. Returns that step."""
+    process = start_train([*TINY, *synthetic_overrides(synthetic_cache), f"trainer.max_steps={max_steps}",
+                           f"trainer.val_check_interval={2 * max_steps}",
+                           "callbacks.preemption_checkpoint.every_n_steps=2"], run_dir)
+    wait_for_step(process, run_dir / "checkpoints" / "last.ckpt", 2)
+    process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output[-3000:]
-    stopped = re.findall(r"last.ckpt at step (\d+) \(SIGTERM: stopping\)", output)
+    assert process.returncode == 0 and "Traceback" not in output, output[-3000:]
+    stopped = re.findall(rf"last.ckpt at step (\d+) \({signum.name}: stopping\)", output)
     assert len(stopped) == 1 and int(stopped[0]) >= 2, output[-3000:]
-    assert saved_step(tmp_path / "checkpoints" / "last.ckpt") == int(stopped[0]) < 500
-    assert "Traceback" not in output
+    assert saved_step(run_dir / "checkpoints" / "last.ckpt") == int(stopped[0]) < max_steps
+    return int(stopped[0])
+
+
+def test_sigterm_saves_at_the_current_step_and_exits_cleanly(synthetic_cache: Path, tmp_path: Path) -> None:
+    stop_with_signal(signal.SIGTERM, synthetic_cache, tmp_path, max_steps=500)
 
 
 def test_kill_9_loses_at_most_the_interval_and_resume_continues_in_the_run(synthetic_cache: Path,
@@ -86,17 +92,8 @@ def test_kill_9_loses_at_most_the_interval_and_resume_continues_in_the_run(synth
 def test_sigusr1_saves_and_stops_at_the_step(synthetic_cache: Path, tmp_path: Path) -> None:
     """SIGUSR1, the signal a scheduler sends first, to a real train.py process (sent to pytest itself, after the
     suite had loaded OpenVINO, numba and the rest, the process ended with exit 139 mid-suite)."""
-    process = start_train([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=2000",
-                           "trainer.val_check_interval=5000", "callbacks.preemption_checkpoint.every_n_steps=2"],
-                          tmp_path)
-    wait_for_step(process, tmp_path / "checkpoints" / "last.ckpt", 2)
-    process.send_signal(signal.SIGUSR1)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0 and "Traceback" not in output, output[-3000:]
-    stopped = re.findall(r"last.ckpt at step (\d+) \(SIGUSR1: stopping\)", output)
-    assert len(stopped) == 1 and int(stopped[0]) >= 2, output[-3000:]
-    step = saved_step(tmp_path / "checkpoints" / "last.ckpt")
-    assert step == int(stopped[0]) < 2000 and max(logged_steps(tmp_path)) == step - 1
+    step = stop_with_signal(signal.SIGUSR1, synthetic_cache, tmp_path, max_steps=2000)
+    assert max(logged_steps(tmp_path)) == step - 1
 
 
 def test_debug_overfit_collapses_the_loss_and_profiler_writes_its_report(synthetic_cache: Path,
