@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, compose_config, compose_infer, write_checkpoint, write_images
+from helpers import ROOT, compose_config, compose_infer, write_checkpoint, write_clip, write_images
 
 from detect.errors import DetectError
 from detect.export import build_network, detector_parity, export_onnx, parse_size, tensor_parity
 from detect.export.__main__ import export_model
+from detect.export.images import source_images
 from detect.inference.onnx import OnnxDetector, OnnxModel
 from detect.model import Classes
 
@@ -156,3 +157,16 @@ def test_export_takes_the_checkpoints_model_config_and_checks_on_its_images(tmp_
         export_model(compose_config("export", [f"weights={checkpoint}"], tmp_path))
     blind = detector_parity([detection([], [], [])], [detection([], [], [])])
     assert not blind.ok and "nothing was compared" in blind.summary
+
+
+def test_source_images_spread_over_the_frames_that_decode(tmp_path: Path) -> None:
+    """A cut video whose header counts 40 frames of which 19 decode (vtest.avi: 682 and 341) still gives the count
+    asked for, spread over the 19 (the header's spacing alone reached frames 0 and 10 only)."""
+    clip = write_clip(tmp_path / "clip.avi", frames=40)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    frames = source_images(cut, 4)
+    assert len(frames) == 4
+    # the square moves 6 px a frame from x=5: frames 0, 4, 8, 12 of the 19 put it at 5, 29, 53, 77
+    left_edges = [int((frame[45, :, 2] > 150).argmax()) for frame in frames]
+    assert left_edges == pytest.approx([5, 29, 53, 77], abs=2)

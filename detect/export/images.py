@@ -39,16 +39,31 @@ def split_images(dataset: dict[str, Any], image_dir: Path, count: int) -> list[n
     return images
 
 
-def source_images(source: str | Path, count: int) -> list[np.ndarray]:
-    """Up to `count` images (BGR) of a folder, a glob or a video, spread evenly over a video's frames."""
-    probe = FrameReader(str(source), queue_size=1)
-    stride = max(1, (probe.frame_count or count) // count)
-    probe.close()
+def _every_nth(source: str | Path, stride: int, count: int) -> list[np.ndarray]:
+    """Every `stride`-th frame of `source`, up to `count` of them."""
     reader = FrameReader(str(source), vid_stride=stride)
     try:
-        images = [frame.image for _, frame in zip(range(count), reader)]
+        return [frame.image for _, frame in zip(range(count), reader)]
     finally:
         reader.close()
+
+
+def source_images(source: str | Path, count: int) -> list[np.ndarray]:
+    """Up to `count` images (BGR) of a folder, a glob or a video, spread evenly over a video's frames.
+
+    A video's header may count more frames than decode (vtest.avi: 682 and 341): when the spacing it gives runs past
+    the end, the frames are counted by decoding and the spacing is taken from that count.
+    """
+    probe = FrameReader(str(source), queue_size=1)
+    header_count = probe.frame_count
+    probe.close()
+    stride = max(1, (header_count or count) // count)
+    images = _every_nth(source, stride, count)
+    if len(images) < count and stride > 1:
+        reader = FrameReader(str(source))
+        decodable = sum(1 for _ in reader)
+        reader.close()
+        images = _every_nth(source, max(1, decodable // count), count)
     if not images:
         raise DetectError(f"{source} gave no image")
     return images
