@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from detect.bench.measure import count_flops, keep_timing, peak_rss_since_reset_mb, reset_peak_rss, time_calls
-from detect.bench.resnet import Point, Workload, add_speedups, prepare_call, random_inputs, run_sweep, sweep_points
+from detect.bench.resnet import Point, Workload, prepare_call, random_inputs, run_sweep, sweep_points
+from detect.bench.resnet_report import add_speedups
 from detect.errors import DetectError
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")

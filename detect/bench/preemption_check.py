@@ -83,7 +83,7 @@ def main() -> None:
         mp.spawn(rank_loop, args=(args.port, args.steps, args.rounds, results), nprocs=2)
         timings = dict(results)
     medians = {name: statistics.median(values) for name, values in timings.items()}
-    print(f"\n| variant | µs a step (median of rounds) | rounds | added to the loop, µs |\n|---|---:|---|---:|")
+    print("\n| variant | µs a step (median of rounds) | rounds | added to the loop, µs |\n|---|---:|---|---:|")
     for name, values in timings.items():
         print(f"| {name} | {medians[name]:.1f} | {' '.join(f'{v:.1f}' for v in values)} | "
               f"{medians[name] - medians['nothing']:.1f} |")
