@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from detect.errors import DetectError, check_choice
 from detect.evaluation import BACKENDS
-from detect.model import BACKBONES, NORMS
+from detect.model import BACKBONES, NORMS, SYNC_BN_NEEDS_GPUS
 
 # The Hydra configs: inside the package when it is installed from a wheel, beside it in a checkout.
 CONFIG_DIR = next(path for path in (Path(__file__).parent / "configs", Path(__file__).parents[1] / "configs")
@@ -60,6 +61,10 @@ def check_train_config(cfg: DictConfig) -> None:
     if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
         raise DetectError(f"scheduler.milestones={list(cfg.scheduler.milestones)} must be increasing")
     check_choice("trainer.precision", str(cfg.trainer.precision), TRAINER_PRECISIONS)
+    on_cpu = cfg.trainer.accelerator == "cpu" or (cfg.trainer.accelerator == "auto" and not torch.cuda.is_available())
+    if cfg.mode == "fit" and cfg.model.backbone.norm == "sync_bn" and on_cpu:
+        raise DetectError(f"{SYNC_BN_NEEDS_GPUS}, and this run trains on the CPU (trainer.accelerator="
+                          f"{cfg.trainer.accelerator}); use model.backbone.norm=bn")
     check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")

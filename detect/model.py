@@ -23,6 +23,7 @@ from detect.weights import (COCO_CLASSES, PREDICTOR_PREFIX, Classes, DetectorWei
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 NORMS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "sync_bn": nn.BatchNorm2d}
+SYNC_BN_NEEDS_GPUS = "model.backbone.norm=sync_bn needs GPUs: torch's SyncBatchNorm refuses CPU tensors"
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # trainable_layers counts from layer4; stem: conv1 + bn1
 
 

@@ -39,7 +39,7 @@ def test_smoke_runs_every_section_and_prints_one_table(monkeypatch: pytest.Monke
     infer = by_section["infer"]
     assert [r["setting"].split(",")[0] for r in infer] == ["naive loop", "pipeline fp32", "pipeline fp16",
                                                            "pipeline bf16"]
-    assert infer[1]["note"].startswith("same-class leftovers 0; ")  # fp32: the NMS left no same-class overlap
+    assert infer[1]["note"].startswith("same-class pairs above the NMS IoU 0; ")  # fp32: the NMS left no same-class overlap
     assert all("p50/p90 ms: decode" in r["measured"] and "model" in r["measured"] for r in infer[1:])
     assert all("vs fp32 (" in r["note"] for r in infer[2:])
     assert [r["setting"] for r in by_section["ap"]] == ["fp32", "fp16", "bf16"]
@@ -47,5 +47,6 @@ def test_smoke_runs_every_section_and_prints_one_table(monkeypatch: pytest.Monke
     assert (tmp_path / "out" / "demo" / "checkpoints" / "best.ckpt").is_file()
     assert [r["setting"] for r in by_section["sweep"]] == ["batch 1, fp32, eager", "batch 1, bf16, eager"]
     assert all(r["against"] == "" for r in by_section["sweep"])  # the quoted figures are R50's: none for R18
+    assert by_section["sync_bn"][0]["note"].startswith("skipped: model.backbone.norm=sync_bn needs GPUs")
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.count("\n| ") == len(rows) + 1 and table in capsys.readouterr().out

@@ -67,3 +67,10 @@ def test_unset_custom_paths_are_named() -> None:
     cfg = compose_train(["data=custom"])
     with pytest.raises(DetectError, match="data.train_images, data.train_json, data.val_images, data.val_json must"):
         check_train_config(cfg)
+
+
+def test_sync_bn_on_the_cpu_stops_at_start() -> None:
+    """SyncBatchNorm refuses CPU tensors at the first DDP step: say so before any work, naming the key."""
+    cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "model.backbone.norm=sync_bn"])
+    with pytest.raises(DetectError, match=r"^model\.backbone\.norm=sync_bn needs GPUs: .* use model\.backbone\.norm=bn$"):
+        check_train_config(cfg)

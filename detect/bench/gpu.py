@@ -15,6 +15,8 @@ Sections (each reuses the benchmark that measures it on the CPU):
 - ap: AP and AP50 (pycocotools) of the demo checkpoint on its val split, fp32 vs fp16 vs bf16 (detect.bench.formats'
   loop); without --weights the demo is trained first on this device.
 - sweep: the ResNet sweep's GPU points (detect.bench.resnet) beside commonly quoted figures.
+- sync_bn: model.backbone.norm=sync_bn on 2 gloo ranks (both on this GPU) against one process with plain batch norm
+  on the whole batch (detect.bench.sync_bn); on a CPU a row says it was skipped (SyncBatchNorm refuses CPU tensors).
 """
 
 from __future__ import annotations
@@ -23,16 +25,15 @@ import argparse
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
-from torchvision.ops import batched_nms
 
-from detect.bench import video
+from detect.bench import sync_bn, video
 from detect.bench.formats import evaluate_format
+from detect.bench.gpu_plan import FULL, SMOKE, Plan
 from detect.bench.resnet import run_sweep
 from detect.bench.train_loop import compose_train, initial_model, make_datamodule, train_lightning
 from detect.config import CONFIG_DIR
@@ -42,61 +43,17 @@ from detect.errors import exit_on_error
 from detect.evaluation import evaluate_coco
 from detect.export import detector_parity
 from detect.export.images import run_split
+from detect.export.parity import same_class_overlaps
 from detect.inference.detector import Detector, model_config
 from detect.inference.summary import device_name
+from detect.model import SYNC_BN_NEEDS_GPUS
 from detect.timing import cuda_memory_mb, reset_cuda_peaks, summarize
 
-SECTIONS = ("train", "infer", "ap", "sweep")
+SECTIONS = ("train", "infer", "ap", "sweep", "sync_bn")
 DEMO = video.ROOT.parent / "demo" / "run" / "checkpoints" / "best.ckpt"
 NO_GPU = ("no GPU here (torch sees none): nothing measured. Run this where a GPU is, or `--device cpu --smoke` to "
           "check the script on tiny sizes")
 COLUMNS = ["section", "model", "setting", "measured", "peak VRAM MiB alloc / reserved", "against", "note"]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What each section runs: the real sizes, or tiny ones (--smoke) that run every line on a CPU in seconds."""
-
-    train_backbone: str
-    train_model: list[str]  # `model` keys over configs/model and its backbone (dotted)
-    train_data: list[str]
-    batches: tuple[int, ...]
-    train_steps: tuple[int, int]  # (warm-up, timed)
-    infer_backbones: tuple[str, ...]
-    infer_size: str
-    infer_frames: tuple[int, int]  # (warm-up, timed)
-    infer_score_threshold: float  # random weights: tiny inputs score lower
-    peak_matmul: int
-    compile: bool
-    demo: list[str]  # overrides of the demo trained when there is no --weights
-    sweep: list[list[str]]  # one bench config's overrides a sweep
-    references: dict[tuple[str, str], str]  # (task, backbone) -> the commonly quoted figure
-
-
-FULL = Plan(
-    train_backbone="resnet50", train_model=[], batches=(2, 4, 8), train_steps=(3, 10),
-    train_data=["data.image_size=[800,1333]", "data.object_sizes=[32,400]", "data.num_train=32", "data.num_val=8",
-                "data.num_workers=8"],
-    infer_backbones=("resnet50", "resnet101"), infer_size="800x1333", infer_frames=(5, 30), compile=True, demo=[],
-    infer_score_threshold=0.05, peak_matmul=8192,
-    sweep=[["task=classifier", "backbone=resnet50", "size=224", "batch=1", "precision=[fp32,fp16]",
-            "backend=[eager,channels_last]"],
-           ["task=detector", "backbone=resnet50", "size=800x1333", "batch=1", "precision=fp32", "backend=eager"]],
-    references={("classifier", "resnet50"): "~200-300 img/s at batch 1 on an RTX 3060 (commonly quoted)",
-                ("detector", "resnet50"): "~1.5 GB at 800x1333 (commonly quoted)"})
-TINY = ["min_size=96", "max_size=128", "backbone.fpn_channels=32", "roi.representation_size=64",
-        "rpn.pre_nms_top_n_test=50", "rpn.post_nms_top_n_test=20", "rpn.pre_nms_top_n_train=100",
-        "rpn.post_nms_top_n_train=50"]
-SMOKE = Plan(
-    train_backbone="resnet18", train_model=TINY, batches=(2,), train_steps=(1, 1), train_data=["data.num_train=4", "data.num_val=4"],
-    infer_backbones=("resnet18",), infer_size="96x128", infer_frames=(1, 2), compile=False,
-    infer_score_threshold=0.001, peak_matmul=256,
-    demo=["model/backbone=resnet18", *(f"model.{key}" for key in TINY), "data.num_train=8", "data.num_val=4", "trainer.max_steps=2",
-        "trainer.val_check_interval=2"],
-    sweep=[["task=classifier", "backbone=resnet18", "size=32", "batch=1", "precision=[fp32,bf16]", "backend=eager",
-            "warmup.min_runs=1", "warmup.min_s=0", "repeats.budget_s=0.05", "repeats.min_runs=2",
-            "peak_matmul.cpu=256"]],
-    references=FULL.references)
 
 
 def row(section: str, model: str, setting: str, measured: str, memory: dict[str, float] | None = None,
@@ -145,10 +102,8 @@ def train_rows(plan: Plan, device: torch.device, output_dir: Path, cache_dir: st
     return rows
 
 
-def same_class_leftovers(detections: list[dict[str, torch.Tensor]], iou: float) -> int:
-    """Detections a float64 class-wise NMS at `iou` would still remove: 0 when no two of one class overlap above it."""
-    return sum(len(d["boxes"]) - len(batched_nms(d["boxes"].double(), d["scores"].double(), d["labels"], iou))
-               for d in detections)
+def overlaps(detections: list[dict[str, torch.Tensor]], iou: float) -> int:
+    return sum(same_class_overlaps(d["boxes"], d["labels"], iou) for d in detections)
 
 
 def stage_text(stages: dict[str, dict[str, float]]) -> str:
@@ -180,7 +135,7 @@ def infer_rows(plan: Plan, device: torch.device, source: Path, output_dir: Path)
                             f"pipeline {precision}, channels_last{', compile' if plan.compile else ''}",
                             f"p50/p90 ms: {stage_text(run['stages_ms'])}; {run['fps']:.1f} FPS", vram,
                             f"{run['ratio']:.2f}x the naive loop's FPS",
-                            f"same-class leftovers {same_class_leftovers(detections[run['spec']], nms_iou)}; "
+                            f"same-class pairs above the NMS IoU {overlaps(detections[run['spec']], nms_iou)}; "
                             + (run["parity"] if precision == "fp32" else
                                f"vs fp32 ({'ok' if versus_fp32.ok else 'DIFFERS'}): {versus_fp32.summary}")))
     return rows
@@ -188,7 +143,9 @@ def infer_rows(plan: Plan, device: torch.device, source: Path, output_dir: Path)
 
 def demo_weights(plan: Plan, device: torch.device, output_dir: Path, cache_dir: str | None) -> Path:
     """Train the demo on this device (the checkpoint is not carried to a lent machine); its best.ckpt."""
-    from detect.training import run  # Lightning's training: only when there is no checkpoint
+    from detect.training import (
+        run,  # Lightning's training: only when there is no checkpoint
+    )
 
     accelerator = ["trainer=gpu", f"trainer.devices=[{device.index or 0}]"] if device.type == "cuda" else ["trainer=cpu"]
     run_dir = output_dir / "demo"
@@ -233,6 +190,14 @@ def sweep_rows(plan: Plan, device: torch.device, output_dir: Path) -> list[dict[
     return rows
 
 
+def sync_bn_rows(device: torch.device) -> list[dict[str, str]]:
+    setting = "2 gloo ranks x 2 images vs 1 process x 4 with plain BN, fp32"
+    if device.type != "cuda":
+        return [row("sync_bn", "resnet18-FPN backbone", setting, "", note=f"skipped: {SYNC_BN_NEEDS_GPUS}")]
+    return [row("sync_bn", "resnet18-FPN backbone", setting, sync_bn.verdict(sync_bn.check(str(device))),
+                note="features, summed gradients and running statistics")]
+
+
 def markdown(rows: list[dict[str, str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     return "\n".join(lines + ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows])
@@ -253,6 +218,7 @@ def run(args: argparse.Namespace) -> list[dict[str, str]] | None:
         "infer": lambda: infer_rows(plan, device, args.source, args.output_dir),
         "ap": lambda: ap_rows(args.weights or demo_weights(plan, device, args.output_dir, args.cache_dir), device),
         "sweep": lambda: sweep_rows(plan, device, args.output_dir),
+        "sync_bn": lambda: sync_bn_rows(device),
     }
     rows, start = [], time.perf_counter()
     for name in args.sections:

@@ -1,0 +1,26 @@
+"""detect.bench.sync_bn: the check that model.backbone.norm=sync_bn normalises over every rank (run on GPUs by
+detect.bench.gpu). On a CPU, SyncBatchNorm refuses to run, so these tests show that the check catches batch norm that
+is not synced, with 2 real gloo ranks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from detect.bench.sync_bn import TOLERANCE, check
+
+
+def test_unsynced_batch_norm_fails_the_check() -> None:
+    differences = check("cpu", norm="bn", port=29583)
+    assert set(differences) == {"features", "grad", "running stats"}
+    # each rank normalises its 2 images by their own statistics: far from the 4-image reference on every count
+    assert all(value > 100 * TOLERANCE for value in differences.values()), differences
+
+
+def test_sync_bn_on_the_cpu_is_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "detect.bench.sync_bn", "--device", "cpu"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: model.backbone.norm=sync_bn needs GPUs: torch's SyncBatchNorm refuses "
+                                     "CPU tensors; run this on a GPU, or with --norm bn to check the check on a CPU")
+    assert result.stdout == ""
