@@ -86,7 +86,9 @@ def check(device: str, norm: str = "sync_bn", port: int = 29573) -> dict[str, fl
         raise DetectError(f"{SYNC_BN_NEEDS_GPUS}; run this on a GPU, or with --norm bn to check the check on a CPU")
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(rank_check, args=(port, device, norm, results), nprocs=WORLD)
+        # a CPU check forks (nothing on a GPU to copy; the ranks skip importing torch again); CUDA needs spawn
+        start_method = "fork" if torch.device(device).type == "cpu" else "spawn"
+        mp.start_processes(rank_check, args=(port, device, norm, results), nprocs=WORLD, start_method=start_method)
         return dict(results)
 
 
