@@ -21,6 +21,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from detect.errors import DetectError, exit_on_error
+from detect.export.parity import relative_difference
 from detect.model import SYNC_BN_NEEDS_GPUS, build_backbone
 
 WORLD = 2
@@ -37,19 +38,16 @@ def batch() -> torch.Tensor:
     return torch.randn(4, 3, 128, 160, generator=torch.Generator().manual_seed(1))
 
 
-def forward_backward(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Features, gradients and BN running statistics after one step; the loss sums over images, so that the ranks'
-    losses add up to the whole batch's."""
+def forward_backward(model: nn.Module, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """Features, gradients and BN running statistics after one step, by kind; the loss sums over images, so that the
+    ranks' losses add up to the whole batch's."""
     features = model(images)
     sum(f.pow(2).sum() for f in features.values()).backward()
-    stats = {f"{n}.{k}": getattr(m, k).detach() for n, m in model.named_modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) for k in ("running_mean", "running_var")}
-    return {**{f"features {k}": f.detach() for k, f in features.items()},
-            **{f"grad {n}": p.grad for n, p in model.named_parameters()}, **stats}
-
-
-def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+    return {"features": {name: f.detach() for name, f in features.items()},
+            "grad": {name: p.grad for name, p in model.named_parameters()},
+            "running stats": {f"{name}.{key}": getattr(m, key).detach() for name, m in model.named_modules()
+                              if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                              for key in ("running_mean", "running_var")}}
 
 
 def rank_check(rank: int, port: int, device: str, norm: str, results: dict) -> None:
@@ -62,17 +60,12 @@ def rank_check(rank: int, port: int, device: str, norm: str, results: dict) -> N
     reference.load_state_dict(model.state_dict())
     images = batch().to(where)
     mine = forward_backward(model, images.chunk(WORLD)[rank])
-    for key, value in mine.items():
-        if key.startswith("grad "):
-            dist.all_reduce(value)  # summed over ranks: the whole batch's gradient
+    for grad in mine["grad"].values():
+        dist.all_reduce(grad)  # summed over ranks: the whole batch's gradient
     expected = forward_backward(reference, images)
-    for key, value in expected.items():
-        if key.startswith("features "):
-            expected[key] = value.chunk(WORLD)[rank]
-    worst: dict[str, float] = {}
-    for key, value in mine.items():
-        kind = key.split(" ")[0] if " " in key else "running stats"
-        worst[kind] = max(worst.get(kind, 0.0), relative_difference(value, expected[key]))
+    expected["features"] = {name: f.chunk(WORLD)[rank] for name, f in expected["features"].items()}
+    worst = {kind: max(relative_difference(expected[kind][name], value) for name, value in tensors.items())
+             for kind, tensors in mine.items()}
     gathered: list[dict[str, float] | None] = [None] * WORLD
     dist.all_gather_object(gathered, worst)
     if rank == 0:

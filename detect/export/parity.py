@@ -68,14 +68,19 @@ def same_class_overlaps(boxes: torch.Tensor, labels: torch.Tensor, iou_threshold
     return pairs
 
 
+def relative_difference(reference: torch.Tensor, candidate: torch.Tensor) -> float:
+    """The largest |candidate - reference|, relative to the largest |reference| (in float64)."""
+    reference, candidate = reference.detach().cpu().double(), candidate.detach().cpu().double()
+    return ((reference - candidate).abs().max() / reference.abs().max().clamp_min(1e-12)).item()
+
+
 def tensor_parity(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], rel_tol: float = 1e-4) -> Parity:
     """Every output within `rel_tol` of PyTorch, relative to the largest magnitude of that output."""
     worst = 0.0
     for ref, cand in zip(reference, candidate, strict=True):
         if ref.shape != cand.shape:
             return Parity(False, f"output shape {tuple(cand.shape)}, PyTorch has {tuple(ref.shape)}")
-        ref, cand = ref.cpu().double(), cand.cpu().double()
-        worst = max(worst, ((ref - cand).abs().max() / ref.abs().max().clamp_min(1e-12)).item())
+        worst = max(worst, relative_difference(ref, cand))
     return Parity(worst <= rel_tol, f"outputs within {worst:.2g} relative (limit {rel_tol:g})")
 
 
