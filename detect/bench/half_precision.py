@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from detect.bench.video import VIDEO
 from detect.cpu import cpu_description
 from detect.errors import exit_on_error
 from detect.export.images import source_images
@@ -28,8 +29,6 @@ from detect.export.parity import detector_parity, same_class_overlaps
 from detect.inference.detector import Detector, model_config
 from detect.model import BACKBONES, build_model
 
-ROOT = Path(__file__).resolve().parents[2]
-VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
 BIASED_LABEL, BIAS = 80, 8.0
 
 
