@@ -25,7 +25,7 @@ from detect.cpu import cpu_description
 from detect.data import index_coco, read_checked
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
-from detect.export.images import run_split
+from detect.export.images import run_datamodule, run_split
 from detect.bench.many_classes import many_class_checkpoint
 from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
@@ -92,7 +92,7 @@ def run_format(backend: str, precision: str, outputs: int | None, cfg: DictConfi
     try:
         check_backend(backend, None, precision)  # before any export for it
         # a many-class copy lives outside the run: int8 calibrates on the run's training images
-        calibration = cfg.calibration or (str(run_split(cfg.weights, "train")[1]) if outputs else None)
+        calibration = cfg.calibration or (str(run_datamodule(cfg.weights).image_dir("train")) if outputs else None)
         detector = Detector.load(weights_for(outputs, cfg, output_dir), backend=backend, precision=precision,
                                  score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=calibration)
         results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)

@@ -11,20 +11,27 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from detect.config import instantiate_node
+from detect.data import DetectionDataModule
 from detect.errors import DetectError
 from detect.inference.sources import FrameReader
 
 SPLITS = ("train", "val")
 
 
-def run_split(weights: str | Path, split: str) -> tuple[dict[str, Any], Path]:
-    """(checked COCO-format dict, image folder) of the `split` a checkpoint of train.py was trained or evaluated on,
-    in any label format, read as its run's `.hydra/config.yaml` says (<run>/checkpoints/<name>.ckpt)."""
+def run_datamodule(weights: str | Path) -> DetectionDataModule:
+    """The data module a checkpoint of train.py was trained with, as its run's `.hydra/config.yaml` says
+    (<run>/checkpoints/<name>.ckpt); no split is read yet."""
     run_config = Path(weights).resolve().parent.parent / ".hydra" / "config.yaml"
     if not run_config.is_file():
         raise DetectError(f"{weights} is not inside a train.py run (no {run_config}); pass the images to use "
                           "(a folder, a glob or a video)")
-    data = instantiate_node(OmegaConf.load(run_config).data)  # checks that the files are still there
+    return instantiate_node(OmegaConf.load(run_config).data)  # checks that the files are still there
+
+
+def run_split(weights: str | Path, split: str) -> tuple[dict[str, Any], Path]:
+    """(checked COCO-format dict, image folder) of the `split` a checkpoint of train.py was trained or evaluated on,
+    in any label format."""
+    data = run_datamodule(weights)
     return data.reader(split)()[0], data.image_dir(split)
 
 
