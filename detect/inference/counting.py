@@ -49,7 +49,8 @@ class ZoneCounter:
     def __init__(self, zones: str | Mapping[str, Any] | ZonesSpec, fps: float = 0.0) -> None:
         self.spec = load_zones(zones)
         self.fps = fps
-        self._exit_after_frames = self.spec.exit_after_s * (fps if fps > 0 else ASSUMED_FPS)
+        self._frames_per_s = fps if fps > 0 else ASSUMED_FPS  # for durations; event times stay None without fps
+        self._exit_after_frames = self.spec.exit_after_s * self._frames_per_s
         self._lines = {line.name: sv.LineZone(sv.Point(*line.start), sv.Point(*line.end),
                                               minimum_crossing_threshold=line.min_frames)
                        for line in self.spec.lines}
@@ -112,7 +113,7 @@ class ZoneCounter:
             seen_outside = seen.get(track_id) is False
             if seen_outside or frame - visit.last_seen > self._exit_after_frames:
                 exit_frame = frame if seen_outside else visit.last_seen
-                duration = (exit_frame - visit.entered) / (self.fps if self.fps > 0 else ASSUMED_FPS)
+                duration = (exit_frame - visit.entered) / self._frames_per_s
                 state.exits += 1
                 state.durations_s.append(duration)
                 del state.inside[track_id]
@@ -166,6 +167,7 @@ class ZoneCounter:
             cv2.polylines(image, [points], True, POLYGON_COLOR, thickness, cv2.LINE_AA)
             occupancy = counts["polygons"][polygon.name]["occupancy"]
             _text(image, f"{polygon.name} {occupancy}", points.mean(axis=0), scale)
+
 
 def _text(image: np.ndarray, text: str, center: np.ndarray, scale: float) -> None:
     sv.draw_text(image, text, sv.Point(float(center[0]), float(center[1])), text_scale=scale, text_padding=2,
