@@ -13,16 +13,11 @@ from typing import Any
 
 import torch.distributed as dist
 
-from detect.bench.measure import peak_rss_since_reset_mb, reset_peak_rss
+from detect.bench.measure import peak_rss_since_reset_mb, reset_peak_rss, rss_mb
 from detect.bench.synthetic_eval import synthetic_val  # the same set in both ranks (seed 0)
 from detect.evaluation import gather_predictions
 
 WORLD = 2
-
-
-def _rss_mib() -> float:
-    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
-    return int(status["VmRSS"].split()[0]) / 1024.0
 
 
 def _all_gather(predictions: dict[int, list]) -> dict[int, list]:
@@ -33,7 +28,6 @@ def _all_gather(predictions: dict[int, list]) -> dict[int, list]:
 
 
 def _rank(rank: int, port: int, images: int, detections: int, queue: Any) -> None:
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     _, results, _ = synthetic_val(images, detections)
@@ -48,7 +42,7 @@ def _rank(rank: int, port: int, images: int, detections: int, queue: Any) -> Non
                          ("gather_object to rank 0 (now)", gather_predictions)):
         dist.barrier()
         gc.collect()
-        before = _rss_mib()
+        before = rss_mb()
         reset_peak_rss()
         start = time.perf_counter()
         gathered = gather(predictions)

@@ -12,7 +12,7 @@ import torch
 from detect.checkpoint import DETECTOR_PREFIX, detector_metadata, read_checkpoint, save_atomically, \
     split_detector_checkpoint
 from detect.errors import DetectError
-from detect.model import PREDICTOR_PREFIX
+from detect.weights import PREDICTOR_PREFIX, PREDICTOR_ROWS
 
 NEVER_LOGIT = -1e4  # the logit of an unused output: softmax gives it exactly 0 in fp32, bf16 and fp16
 
@@ -27,7 +27,7 @@ def many_class_checkpoint(weights: str | Path, outputs: int, path: str | Path) -
     if outputs <= classes:
         raise DetectError(f"formats: {outputs} outputs cannot hold the {classes} classes (+ background) of {weights}")
     labels = torch.tensor([0, *range(outputs - classes, outputs)])  # where background and the classes go
-    for name, per_class in (("cls_score", 1), ("bbox_pred", 4)):
+    for name, per_class in PREDICTOR_ROWS.items():
         weight, bias = state_dict[f"{PREDICTOR_PREFIX}{name}.weight"], state_dict[f"{PREDICTOR_PREFIX}{name}.bias"]
         rows = (labels[:, None] * per_class + torch.arange(per_class)).flatten()
         wide_weight = weight.new_zeros(outputs * per_class, weight.shape[1])

@@ -151,10 +151,22 @@ def reset_peak_rss() -> None:
         _CLEAR_REFS.write_text("5")
 
 
-def peak_rss_since_reset_mb() -> float:
-    """Peak resident memory since `reset_peak_rss`, in MiB (the process's peak where Linux's VmHWM is missing)."""
+def _status_mib(key: str) -> float | None:
+    """A memory line of Linux's /proc/self/status (VmRSS, VmHWM ...) in MiB; None where there is none."""
     if _STATUS.exists():
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024.0
-    return peak_rss_mb()
+    return None
+
+
+def rss_mb() -> float:
+    """Resident memory now, in MiB (Linux; NaN elsewhere)."""
+    value = _status_mib("VmRSS")
+    return value if value is not None else float("nan")
+
+
+def peak_rss_since_reset_mb() -> float:
+    """Peak resident memory since `reset_peak_rss`, in MiB (the process's peak where Linux's VmHWM is missing)."""
+    value = _status_mib("VmHWM")
+    return value if value is not None else peak_rss_mb()
