@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -26,6 +25,7 @@ from detect.bench.formats import val_split
 from detect.cpu import cpu_description
 from detect.errors import DetectError
 from detect.evaluation import evaluate_coco, to_coco_results
+from detect.export.images import read_images
 from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
 from detect.plotting import plt, save_figure
@@ -33,17 +33,6 @@ from detect.plotting import plt, save_figure
 COLUMNS = ["format", "precision", "corruption", "severity", "AP", "AP50", "images", "corrupt_s", "detect_s"]
 CLEAN = "clean"  # the corruption name of the uncorrupted row (severity 0)
 FULL_RUN = 15 * 5  # settings of the full benchmark: the 15 common corruptions x 5 severities
-
-
-def read_images(entries: list[dict[str, Any]], image_dir: Path) -> list[np.ndarray]:
-    """The val images (BGR) of `entries`, in their order."""
-    images = []
-    for entry in entries:
-        image = cv2.imread(str(image_dir / entry["file_name"]), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DetectError(f"val image {image_dir / entry['file_name']} could not be read")
-        images.append(image)
-    return images
 
 
 def load_detectors(cfg: DictConfig) -> dict[tuple[str, str], Detector]:

@@ -35,15 +35,20 @@ def run_split(weights: str | Path, split: str) -> tuple[dict[str, Any], Path]:
     return data.reader(split)()[0], data.image_dir(split)
 
 
-def split_images(dataset: dict[str, Any], image_dir: Path, count: int) -> list[np.ndarray]:
-    """The first `count` images (BGR) of a checked COCO-format dict, in its order."""
+def read_images(entries: list[dict[str, Any]], image_dir: Path) -> list[np.ndarray]:
+    """The images (BGR) of COCO image entries, in their order."""
     images = []
-    for entry in dataset["images"][:count]:
+    for entry in entries:
         image = cv2.imread(str(Path(image_dir) / entry["file_name"]), cv2.IMREAD_COLOR)
         if image is None:
-            raise DetectError(f"image {image_dir / entry['file_name']} could not be read")
+            raise DetectError(f"image {Path(image_dir) / entry['file_name']} could not be read")
         images.append(image)
     return images
+
+
+def split_images(dataset: dict[str, Any], image_dir: Path, count: int) -> list[np.ndarray]:
+    """The first `count` images (BGR) of a checked COCO-format dict, in its order."""
+    return read_images(dataset["images"][:count], image_dir)
 
 
 def _every_nth(source: str | Path, stride: int, count: int) -> list[np.ndarray]:
