@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
-from helpers import ROOT, compose_config, compose_infer, write_checkpoint, write_clip, write_images
+from helpers import ROOT, VIDEO, compose_config, compose_infer, needs_video, write_checkpoint, write_clip, write_images
 
 from detect.errors import DetectError
 from detect.export import build_network, detector_parity, export_onnx, parse_size, tensor_parity
@@ -170,3 +172,18 @@ def test_source_images_spread_over_the_frames_that_decode(tmp_path: Path) -> Non
     # the square moves 6 px a frame from x=5: frames 0, 4, 8, 12 of the 19 put it at 5, 29, 53, 77
     left_edges = [int((frame[45, :, 2] > 150).argmax()) for frame in frames]
     assert left_edges == pytest.approx([5, 29, 53, 77], abs=2)
+
+
+@needs_video
+def test_source_images_of_vtest_are_its_first_and_middle_frames() -> None:
+    """vtest.avi: 682 frames in its header, 341 that decode; 2 frames asked are frames 0 and 170, not frame 0 alone."""
+    frames = source_images(VIDEO, 2)
+    capture = cv2.VideoCapture(str(VIDEO))
+    expected = []
+    for index in range(171):
+        ok, image = capture.read()
+        assert ok
+        if index in (0, 170):
+            expected.append(image)
+    capture.release()
+    assert len(frames) == 2 and all(np.array_equal(a, b) for a, b in zip(frames, expected))
