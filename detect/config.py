@@ -1,28 +1,27 @@
-"""Where the Hydra configs are, and checks of a composed config that run before any work, each failing with one
-message naming the key."""
+"""Where the Hydra configs are, and the one way every entry point, benchmark and test composes them (`compose`):
+group options checked first, Hydra's errors as one line naming the key."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-from hydra.errors import InstantiationException
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from detect.errors import DetectError, check_choice
-from detect.evaluation import BACKENDS
-from detect.model import BACKBONES, NORMS, SYNC_BN_NEEDS_GPUS
+from detect.utils.errors import DetectError, check_choice
 
 # The Hydra configs: inside the package when it is installed from a wheel, beside it in a checkout.
 CONFIG_DIR = next(path for path in (Path(__file__).parent / "configs", Path(__file__).parents[1] / "configs")
                   if path.is_dir())
-MODES = ("fit", "evaluate")
 # ${first:a,b}: a unless it is null or empty, else b (train.yaml: resume=<run> runs in that run's folder)
 OmegaConf.register_new_resolver("first", lambda value, default: value or default, replace=True)
-TRAINER_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")  # Lightning's
 
 
 def instantiate_node(node: DictConfig) -> Any:
@@ -35,45 +34,6 @@ def instantiate_node(node: DictConfig) -> Any:
         raise
 
 
-def check_model_config(model: DictConfig) -> None:
-    """Backbone name and norm known, sizes and thresholds in range."""
-    check_choice("model.backbone.name", model.backbone.name, BACKBONES)
-    check_choice("model.backbone.norm", model.backbone.norm, tuple(NORMS))
-    min_sizes = model.min_size if OmegaConf.is_list(model.min_size) else [model.min_size]
-    if min(min_sizes) <= 0 or model.max_size < max(min_sizes):
-        raise DetectError(f"model.min_size={model.min_size} / model.max_size={model.max_size}: need 0 < min_size "
-                          "<= max_size")
-    if not 0.0 <= model.roi.score_thresh < 1.0:
-        raise DetectError(f"model.roi.score_thresh={model.roi.score_thresh} must be in [0, 1)")
-
-
-def check_train_config(cfg: DictConfig) -> None:
-    """Everything train.py can check without reading data: unset keys, names, ranges, files named in the config."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise DetectError(f"{', '.join(missing)} must be set (they are ??? in the config), e.g. {missing[0]}=...")
-    check_choice("mode", cfg.mode, MODES)
-    check_model_config(cfg.model)
-    if cfg.optim.lr <= 0:
-        raise DetectError(f"optim.lr={cfg.optim.lr} must be > 0")
-    if cfg.optim.get("weight_decay", 0) < 0:
-        raise DetectError(f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
-    if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
-        raise DetectError(f"scheduler.milestones={list(cfg.scheduler.milestones)} must be increasing")
-    check_choice("trainer.precision", str(cfg.trainer.precision), TRAINER_PRECISIONS)
-    on_cpu = cfg.trainer.accelerator == "cpu" or (cfg.trainer.accelerator == "auto" and not torch.cuda.is_available())
-    if cfg.mode == "fit" and cfg.model.backbone.norm == "sync_bn" and on_cpu:
-        raise DetectError(f"{SYNC_BN_NEEDS_GPUS}, and this run trains on the CPU (trainer.accelerator="
-                          f"{cfg.trainer.accelerator}); use model.backbone.norm=bn")
-    check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
-    if cfg.mode == "evaluate" and not cfg.ckpt_path:
-        raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
-    if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
-        raise DetectError(f"resume={cfg.resume} continues a training run: use it alone (no ckpt_path, mode=fit)")
-    if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
-        raise DetectError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file (e.g. .../checkpoints/last.ckpt)")
-
-
 def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """`group=option` command-line overrides whose option has no configs/<group>/<option>.yaml, as one line (Hydra
     would answer with a page): e.g. tracker=nonsense, model/backbone=resnet42."""
@@ -83,7 +43,7 @@ def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -
         # not a group, a sweep function such as choice(...), or hydra/*: Hydra's plugins add options of their own
         if not group.is_dir() or "(" in value or key.startswith("hydra/"):
             continue
-        for option in value.split(","):  # a multirun sweep: a,b,c
+        for option in sweep_options(value):
             if option and option != "null" and not (group / f"{option}.yaml").is_file():
                 check_choice(key, option, sorted(path.stem for path in group.glob("*.yaml")))
 
@@ -91,3 +51,51 @@ def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -
 def plain_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A config node (interpolations resolved against its root) or a mapping, as plain Python types."""
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+
+
+def sweep_options(value: str) -> list[str]:
+    """The options of a multirun value `a,b,c`, split at top-level commas only: a dict or list value
+    (`{lines: {door: {start: [0, 300], ...}}}`, `[a.mp4,b.mp4]`) is one option, not a sweep."""
+    options, depth, current = [], 0, ""
+    for char in value:
+        depth += (char in "[{(") - (char in "]})")
+        if char == "," and depth == 0:
+            options.append(current)
+            current = ""
+        else:
+            current += char
+    return [*options, current]
+
+
+@contextmanager
+def package_configs() -> Iterator[None]:
+    """Hydra initialized on this package's configs/ for a compose, whatever Hydra application runs (another one with
+    its own config path, or an entry point of this package): the running one is set aside and put back after."""
+    global_hydra = GlobalHydra.instance()
+    running = global_hydra.hydra
+    global_hydra.clear()
+    try:
+        with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            yield
+    finally:
+        global_hydra = GlobalHydra.instance()  # initialize_config_dir put back a copy of the instance it found
+        global_hydra.clear()
+        if running is not None:
+            global_hydra.initialize(running)
+
+
+def compose(config_name: str, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+            return_hydra_config: bool = False) -> DictConfig:
+    """configs/<config_name>.yaml with command-line style `overrides`, as its entry point composes it, with
+    `output_dir` set when given (no Hydra run folder is made); a bad override is one DetectError line."""
+    overrides = list(overrides)
+    check_group_overrides(overrides)
+    try:
+        with package_configs():
+            cfg = hydra.compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise DetectError(f"{config_name} override: {' '.join(str(error).split())}") from None
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.output_dir = str(output_dir)
+    return cfg

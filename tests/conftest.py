@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from helpers import TINY, compose_train, synthetic_overrides, write_coco
+from omegaconf import OmegaConf
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +18,7 @@ def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_run(synthetic_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder as train.py leaves it (.hydra/config.yaml, checkpoints/best.ckpt, eval/) of the tiny detector
     trained for 80 steps on 64 synthetic images: a checkpoint that detects shapes (AP50 ~0.3), not random weights."""
-    from detect.training import run  # Lightning: imported when a test asks for a trained run
+    from detect.engine.training import run
 
     run_dir = tmp_path_factory.mktemp("trained")
     cfg = compose_train([*TINY, *synthetic_overrides(synthetic_cache, num_train=64, num_val=16), "optim=adamw",

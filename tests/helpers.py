@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from detect.checkpoint import detector_metadata
-from detect.model import Classes, build_model
+from detect.config import compose
+from detect.modeling.checkpoint import detector_metadata
+from detect.modeling.model import build_model
+from detect.structures import Classes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
@@ -30,11 +31,7 @@ TINY = [
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """configs/<config_name>.yaml composed as its entry point would, with `output_dir` set (no Hydra run directory)."""
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.output_dir = str(output_dir)
-    return cfg
+    return compose(config_name, overrides, output_dir)
 
 
 def compose_train(overrides: list[str], output_dir: Path = Path("outputs/tests")) -> DictConfig:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra.errors import MissingConfigException
-
 from helpers import compose_train
-from detect.config import check_train_config
-from detect.errors import DetectError
-from detect.model import BACKBONES
+
+from detect.engine.training import check_train_config
+from detect.modeling.model import BACKBONES
+from detect.utils.errors import DetectError
 
 EXPECTED_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
 
@@ -20,12 +19,12 @@ def test_every_backbone_composes_with_real_defaults_on_coco(backbone: str, tmp_p
     assert (cfg.model.min_size, cfg.model.max_size) == (800, 1333)  # none of the demo's shrinking leaks
     assert cfg.model.backbone.norm == "frozen_bn" and cfg.model.backbone.fpn_channels == 256
     assert cfg.model.roi.representation_size == 1024 and cfg.model.rpn.post_nms_top_n_train == 2000
-    assert cfg.data._target_ == "detect.data.CocoDataModule"
+    assert cfg.data._target_ == "detect.data.datamodule.CocoDataModule"
 
 
 def test_default_is_the_scaled_down_demo() -> None:
     cfg = compose_train([])
-    assert cfg.data._target_ == "detect.data.SyntheticDataModule"
+    assert cfg.data._target_ == "detect.data.datamodule.SyntheticDataModule"
     assert cfg.model.backbone.name == "resnet18" and cfg.model.min_size == 128
     assert "demo" in cfg.demo_note
     # a backbone chosen on the command line wins over the demo's choice
@@ -43,7 +42,7 @@ def test_experiments_follow_detectron2_recipes(tmp_path) -> None:
 
 
 def test_unknown_backbone_group_lists_the_options() -> None:
-    with pytest.raises(MissingConfigException) as error:
+    with pytest.raises(DetectError) as error:
         compose_train(["model/backbone=resnet42"])
     assert "resnet42" in str(error.value) and "resnet101" in str(error.value)
 

@@ -1,6 +1,6 @@
 """Pictures after an evaluation, written to a run's plots/ folder: precision-recall and F1 curves with the best
 score threshold, the confusion matrix, validation images beside their ground truth, the worst images, the error
-breakdown (errors.png: COCO's error curves and TIDE), and results.png (training curves). `python -m detect.analyze
+breakdown (errors.png: COCO's error curves and TIDE), and results.png (training curves). `python -m detect analyze
 <run dir>` redraws them from the saved files."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from detect.analysis.coco_errors import curve_summary, error_curves
 from detect.analysis.confusion import confusion_matrix, write_confusion
 from detect.analysis.curves import best_threshold, f1_curve, plot_f1, plot_pr
-from detect.analysis.coco_errors import curve_summary, error_curves
 from detect.analysis.error_plot import plot_errors
 from detect.analysis.history import plot_history
 from detect.analysis.images import per_image_ap50, plot_image_pairs
 from detect.analysis.tide import tide_breakdown
-from detect.model import Classes
+from detect.structures import Classes
 
 
 def write_analysis(coco_eval: Any, results: list[dict[str, Any]], classes: Classes, image_dir: Path | None,

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from detect.evaluation import run_cocoeval
-from detect.model import Classes
+from detect.evaluation.coco import run_cocoeval
+from detect.structures import Classes
 
 CURVES = ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")
 IGNORE_IOU = 0.1  # Loc's IoU, and the crowd IoU at which a confusion is ignored

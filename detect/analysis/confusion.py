@@ -13,8 +13,8 @@ import torch
 from pycocotools.coco import COCO
 from torchvision.ops import box_iou
 
-from detect.model import Classes
-from detect.plotting import plt, save_figure
+from detect.structures import Classes
+from detect.utils.plotting import plt, save_figure
 
 
 def _xyxy(boxes: list[list[float]]) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from detect.plotting import plt, save_figure
+from detect.utils.plotting import plt, save_figure
 
 SCORE_GRID = np.linspace(0.0, 1.0, 101)
 

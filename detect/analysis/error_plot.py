@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from detect.analysis.coco_errors import CURVES
-from detect.plotting import plt, save_figure
+from detect.utils.plotting import plt, save_figure
 
 COLORS = ("#eeeeee", "#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd")  # as cocoapi: C75 area first
 

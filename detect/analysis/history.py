@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-from detect.plotting import plt, save_figure
+from detect.utils.plotting import plt, save_figure
 
 NOT_CURVES = ("step", "epoch", "hp_metric")  # bookkeeping that loggers record beside the curves
 

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from detect.model import Classes
-from detect.plotting import plt, save_figure
-from detect.visualize import draw_detections
+from detect.structures import Classes
+from detect.utils.drawing import draw_detections
+from detect.utils.plotting import plt, save_figure
 
 
 def _pycocotools_matches(coco_eval: COCOeval) -> dict[int, dict[str, list]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
-from detect.plotting import plt
+from detect.utils.plotting import plt
 
 ERROR_TYPES = {"Cls": "cls", "Loc": "loc", "Both": "both", "Dupe": "dupe", "Bkg": "bkg", "Miss": "miss"}
 RUN = "predictions"

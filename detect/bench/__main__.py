@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from detect.bench.resnet import run_sweep
 from detect.config import CONFIG_DIR
-from detect.errors import exit_on_error
+from detect.utils.errors import exit_on_error
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
@@ -26,15 +26,22 @@ def formats(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="robustness")
 def robustness(cfg: DictConfig) -> None:
-    from detect.bench.robustness import run_robustness  # the corruptions (numba, scikit-image) load only for this
-
+    try:
+        from detect.bench.robustness import run_robustness  # the corruptions (numba, scikit-image) load only for this
+    except ModuleNotFoundError as error:
+        sys.exit(f"error: the robustness table needs {error.name}: pip install 'detect[robustness]'")
     exit_on_error(run_robustness, cfg)
 
 
 SUBCOMMANDS = {"formats": formats, "robustness": robustness}
 
-if __name__ == "__main__":
+
+def main() -> None:
     if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
         SUBCOMMANDS[sys.argv.pop(1)]()
     else:
         sweep()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from imagecorruptions import corrupt, corruption_dict, get_corruption_names
 
-from detect.errors import DetectError
+from detect.utils.errors import DetectError
 
 SEVERITIES = (1, 2, 3, 4, 5)
 FAMILIES = ("common", "noise", "blur", "weather", "digital", "validation", "all")  # get_corruption_names' subsets

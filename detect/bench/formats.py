@@ -21,16 +21,17 @@ from typing import Any
 import cv2
 from omegaconf import DictConfig
 
-from detect.cpu import cpu_description
-from detect.data import index_coco, read_checked
-from detect.errors import DetectError
-from detect.evaluation import evaluate_coco, to_coco_results
-from detect.export.images import run_datamodule, run_split
 from detect.bench.many_classes import many_class_checkpoint
+from detect.data.coco import index_coco, read_checked
+from detect.evaluation.coco import evaluate_coco
+from detect.export.images import run_datamodule, run_split
 from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
-from detect.plotting import plt, save_figure
-from detect.timing import summarize
+from detect.structures import to_coco_results
+from detect.utils.cpu import cpu_description
+from detect.utils.errors import DetectError
+from detect.utils.plotting import plt, save_figure
+from detect.utils.timing import summarize
 
 COLUMNS = ["format", "precision", "outputs", "status", "size_mib", "AP", "AP50", "delta_AP_points", "p50_ms",
            "p90_ms", "fps", "speedup", "reason"]

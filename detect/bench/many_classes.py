@@ -9,10 +9,15 @@ from pathlib import Path
 
 import torch
 
-from detect.checkpoint import DETECTOR_PREFIX, detector_metadata, read_checkpoint, save_atomically, \
-    split_detector_checkpoint
-from detect.errors import DetectError
-from detect.weights import PREDICTOR_PREFIX, PREDICTOR_ROWS
+from detect.modeling.checkpoint import (
+    DETECTOR_PREFIX,
+    detector_metadata,
+    read_checkpoint,
+    save_atomically,
+    split_detector_checkpoint,
+)
+from detect.modeling.weights import PREDICTOR_PREFIX, PREDICTOR_ROWS
+from detect.utils.errors import DetectError
 
 NEVER_LOGIT = -1e4  # the logit of an unused output: softmax gives it exactly 0 in fp32, bf16 and fp16
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from detect.cpu import cpu_description, max_clock_ghz, ops_per_cycle, peak_gflops
-from detect.device import PRECISIONS
-from detect.timing import DeviceTimer, peak_rss_mb, summarize
+from detect.utils.cpu import cpu_description, max_clock_ghz, ops_per_cycle, peak_gflops
+from detect.utils.device import PRECISIONS
+from detect.utils.timing import DeviceTimer, peak_rss_mb, summarize
 
 
 @dataclass
@@ -127,7 +127,7 @@ def best_matmul_tflops(device: str, precision: str, side: int) -> float:
 def peak_tflops(device: torch.device, precision: str, side: int) -> tuple[float, str]:
     """An upper bound on the TFLOP/s of `device` in `precision`, and how it was found.
 
-    CPU: cores x clock x operations per cycle of its flags (`detect.cpu.peak_gflops`, for the threads torch uses),
+    CPU: cores x clock x operations per cycle of its flags (`detect.utils.cpu.peak_gflops`, for the threads torch uses),
     where the clock is the highest one the system states or, if higher, the one a measured fp32 matmul proves (a
     VM states its base clock; the cores boost). GPU: the measured matmul (a datasheet peak is not read here)."""
     if device.type != "cpu":

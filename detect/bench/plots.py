@@ -9,8 +9,8 @@ from typing import Any
 
 from matplotlib import ticker
 
-from detect.model import BACKBONES
-from detect.plotting import plt, save_figure
+from detect.modeling.model import BACKBONES
+from detect.utils.plotting import plt, save_figure
 
 Row = dict[str, Any]
 BACKEND_COLORS = {"channels_last": "tab:orange", "compile": "tab:green", "onnxruntime": "tab:blue"}

@@ -19,12 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from detect.bench.measure import count_flops, peak_rss_since_reset_mb, peak_tflops, reset_peak_rss, time_calls
 from detect.bench.plots import write_plots
 from detect.bench.resnet_report import add_speedups, gpu_timer_line, markdown_table, method_text, write_csv
-from detect.device import PRECISIONS, resolve_device
-from detect.errors import DetectError, check_choice
-from detect.export import TASKS, build_network, check_parity, export_onnx, parse_size
-from detect.inference.onnx import OnnxDetector, OnnxModel
-from detect.model import BACKBONES
-from detect.timing import cuda_memory_mb, reset_cuda_peaks, summarize
+from detect.export.onnx_export import TASKS, build_network, export_onnx, parse_size
+from detect.export.onnx_runtime import OnnxDetector, OnnxModel
+from detect.export.parity import check_parity
+from detect.modeling.model import BACKBONES
+from detect.utils.device import PRECISIONS, resolve_device
+from detect.utils.errors import DetectError, check_choice
+from detect.utils.timing import cuda_memory_mb, reset_cuda_peaks, summarize
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")
 

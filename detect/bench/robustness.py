@@ -22,13 +22,14 @@ from tqdm import tqdm
 
 from detect.bench.corruptions import check_severities, corrupt_bgr, corruption_names, corruption_seed
 from detect.bench.formats import val_split
-from detect.cpu import cpu_description
-from detect.errors import DetectError
-from detect.evaluation import evaluate_coco, to_coco_results
+from detect.evaluation.coco import evaluate_coco
 from detect.export.images import read_images
 from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
-from detect.plotting import plt, save_figure
+from detect.structures import to_coco_results
+from detect.utils.cpu import cpu_description
+from detect.utils.errors import DetectError
+from detect.utils.plotting import plt, save_figure
 
 COLUMNS = ["format", "precision", "corruption", "severity", "AP", "AP50", "images", "corrupt_s", "detect_s"]
 CLEAN = "clean"  # the corruption name of the uncorrupted row (severity 0)

@@ -16,10 +16,11 @@ import torch
 from omegaconf import DictConfig
 
 from detect.config import CONFIG_DIR, instantiate_node
-from detect.data import CocoDetection, DetectionDataModule
-from detect.errors import exit_on_error
-from detect.plotting import plt, save_figure
-from detect.visualize import draw_detections
+from detect.data.coco import CocoDetection
+from detect.data.datamodule import DetectionDataModule
+from detect.utils.drawing import draw_detections
+from detect.utils.errors import exit_on_error
+from detect.utils.plotting import plt, save_figure
 
 
 def plot_samples(dataset: CocoDetection, count: int, seed: int, path: Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from detect.errors import DetectError, check_choice
+from detect.utils.errors import DetectError, check_choice
 
 BAD_IMAGE_POLICIES = ("skip", "error")
 _JPEG_END, _PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"

@@ -20,8 +20,8 @@ from torchvision.transforms import v2
 
 from detect.data.checks import CheckReport, check_coco
 from detect.data.records import build_records
-from detect.errors import DetectError
-from detect.model import Classes
+from detect.structures import Classes
+from detect.utils.errors import DetectError
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -89,7 +89,7 @@ class CocoDetection(Dataset):
     out of the targets (pycocotools still sees them when evaluating); degenerate boxes are dropped and counted.
     `source` is a COCO annotation file, read and checked first (`detect.data.checks`), or a `SplitReader` (a YOLO
     or Pascal VOC split converted to the same checked dict); `report` says what was fixed or skipped.
-    The images' records are flat arrays (`detect.records`) that forked DataLoader workers share; pycocotools'
+    The images' records are flat arrays (`detect.data.records`) that forked DataLoader workers share; pycocotools'
     index of the split (`coco`, the evaluator's ground truth) is kept with `keep_coco`, else read again if asked.
     """
 

@@ -18,8 +18,8 @@ from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups, colla
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
 from detect.data.voc import read_voc_split, split_ids, voc_class_names
 from detect.data.yolo import read_data_yaml, read_yolo_split, split_sources
-from detect.errors import DetectError, check_choice
-from detect.model import Classes
+from detect.structures import Classes
+from detect.utils.errors import DetectError, check_choice
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -56,7 +56,7 @@ class DetectionDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def val_files(self) -> dict[str, str]:
-        """The val split's files for the run's metrics.json (plots and `python -m detect.analyze` read them)."""
+        """The val split's files for the run's metrics.json (plots and `python -m detect analyze` read them)."""
         return {"val_images": str(self.image_dir("val").resolve())}
 
     def setup(self, stage: str | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import DetectError
+from detect.utils.errors import DetectError
 
 _NAME_ENCODING = ("utf-8", "surrogatepass")  # json may hold lone surrogates: keep them, byte for byte
 

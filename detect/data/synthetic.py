@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.cache import cached_folder
-from detect.errors import check_choice
+from detect.utils.cache import cached_folder
+from detect.utils.errors import check_choice
 
 # Category ids with a gap, as COCO's, so the id <-> contiguous label mapping is exercised by the demo too.
 CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}, {"id": 4, "name": "triangle"}]

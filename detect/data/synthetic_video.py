@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.cache import cached_folder
 from detect.data.synthetic import CATEGORIES, draw_shape, shape_color, textured_background
-from detect.errors import DetectError
-from detect.inference.counting_gt import COUNTS_FILE, true_counts
-from detect.inference.zones import check_zones_in_frame, load_zones
+from detect.tracking.truth import COUNTS_FILE, true_counts
+from detect.tracking.zones import check_zones_in_frame, load_zones
+from detect.utils.cache import cached_folder
+from detect.utils.errors import DetectError
 
 VIDEO_NAME = "synthetic_tracking.avi"
 MIN_VISIBLE = 0.4  # a shape less visible than this (occluded or outside the frame) is marked "ignore" in the gt

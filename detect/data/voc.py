@@ -19,7 +19,7 @@ from supervision.dataset.formats.pascal_voc import detections_from_xml_obj
 
 from detect.data.checks import MESSAGES, CheckReport, check_coco, image_size
 from detect.data.labels import Label, coco_dataset, image_entry
-from detect.errors import DetectError
+from detect.utils.errors import DetectError
 
 VOC_MESSAGES = MESSAGES | {
     "no_annotation_file": "ids of the split have no Annotations/<id>.xml: skipped",

@@ -21,7 +21,7 @@ from supervision.dataset.formats.yolo import yolo_annotations_to_detections
 
 from detect.data.checks import MESSAGES, CheckReport, check_coco, image_size
 from detect.data.labels import Label, coco_dataset, image_entry
-from detect.errors import DetectError
+from detect.utils.errors import DetectError
 
 IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp")  # Ultralytics' list
 YOLO_MESSAGES = MESSAGES | {

@@ -1,8 +1,4 @@
-"""Export: networks to ONNX (`to_onnx`) and OpenVINO IR (`to_openvino`), checked against PyTorch (`parity`) on real
-images (`images`); `python -m detect.export` is the command (configs/export.yaml)."""
-
-from detect.export.parity import Parity, check_parity, detector_parity, tensor_parity
-from detect.export.to_onnx import TASKS, build_network, export_detector, export_onnx, flat_outputs, parse_size
-
-__all__ = ["TASKS", "Parity", "build_network", "check_parity", "detector_parity", "export_detector", "export_onnx",
-           "flat_outputs", "parse_size", "tensor_parity"]
+"""Each runtime's export and loading together: ONNX (onnx_export writes it, onnx_runtime runs it with ONNX Runtime),
+OpenVINO IR (openvino_export converts and quantizes it, openvino_runtime runs it), checked against PyTorch (parity)
+on real images (images); `python -m detect.export` is the command (configs/export.yaml). Imports detect.utils,
+structures, config, data and modeling; detect.inference imports this package, never the other way round."""

@@ -18,14 +18,14 @@ import torch
 from omegaconf import DictConfig
 
 from detect.config import CONFIG_DIR
-from detect.errors import DetectError, exit_on_error
 from detect.export.images import export_images
+from detect.export.onnx_export import TASKS, build_network, export_detector, export_onnx, parse_size
+from detect.export.onnx_runtime import OnnxDetector, OnnxModel
+from detect.export.openvino_export import onnx_to_openvino, quantize_int8
+from detect.export.openvino_runtime import OpenVinoDetector
 from detect.export.parity import Parity, check_parity
-from detect.export.to_onnx import TASKS, build_network, export_detector, export_onnx, parse_size
-from detect.export.to_openvino import onnx_to_openvino, quantize_int8
-from detect.inference.preprocess import to_model_input
-from detect.inference.onnx import OnnxDetector, OnnxModel
-from detect.inference.openvino import OpenVinoDetector
+from detect.modeling.preprocess import to_model_input
+from detect.utils.errors import DetectError, exit_on_error
 
 FORMATS = ("onnx", "openvino")
 

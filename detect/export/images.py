@@ -11,9 +11,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from detect.config import instantiate_node
-from detect.data import DetectionDataModule
-from detect.errors import DetectError
-from detect.inference.sources import FrameReader
+from detect.data.datamodule import DetectionDataModule
+from detect.data.sources.reader import FrameReader
+from detect.utils.errors import DetectError
 
 SPLITS = ("train", "val")
 

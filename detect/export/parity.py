@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from detect.export.to_onnx import flat_outputs
+from detect.export.onnx_export import flat_outputs
 
 
 @dataclass

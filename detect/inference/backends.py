@@ -4,7 +4,7 @@ in eval mode: a list of float32 RGB 3xHxW tensors in 0..1 on the device -> per i
 
 - `torch`: torchvision's Faster R-CNN from the `model` config and weights, batch norms folded into the
   convolutions, then as asked: channels_last, torch.compile (backbone and RPN head), fp16/bf16 (autocast: the
-  networks in half precision, anchors, box decoding and NMS in float32: `detect.half_precision`).
+  networks in half precision, anchors, box decoding and NMS in float32: `detect.modeling.half_precision`).
 - `onnxruntime`: a model written by `python -m detect.export` (chosen for `.onnx` weights), or one exported from a
   checkpoint on first use and cached beside it; fp32 on the CPU.
 - `openvino`: an IR written by `python -m detect.export format=openvino` (chosen for `.xml` weights), or one converted
@@ -24,10 +24,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from detect.device import PRECISIONS
-from detect.errors import DetectError, check_choice
-from detect.half_precision import float32_boxes
-from detect.model import COCO_CLASSES, Classes, build_detector
+from detect.modeling.half_precision import float32_boxes
+from detect.modeling.model import COCO_CLASSES, build_detector
+from detect.structures import Classes
+from detect.utils.device import PRECISIONS
+from detect.utils.errors import DetectError, check_choice
 
 DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
@@ -79,7 +80,7 @@ def fold_batchnorm(resnet: nn.Module) -> None:
 
 def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                model_from_checkpoint: bool = True) -> Backend:
-    """torchvision's Faster R-CNN from `model_cfg` and `weights` (`detect.model.build_detector`)."""
+    """torchvision's Faster R-CNN from `model_cfg` and `weights` (`detect.modeling.model.build_detector`)."""
     model, classes, model_cfg, weights_text = build_detector(weights, model_cfg,
                                                              model_from_checkpoint=model_from_checkpoint)
     fold_batchnorm(model.backbone.body)
@@ -113,8 +114,8 @@ def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: Backen
     Runtime on the CPU (fp32); its classes come from the file."""
     check_cpu("onnxruntime", options.device)
     # onnx and onnxruntime are imported only when an ONNX model is asked for
-    from detect.export.to_onnx import onnx_model
-    from detect.inference.onnx import OnnxDetector
+    from detect.export.onnx_export import onnx_model
+    from detect.export.onnx_runtime import OnnxDetector
 
     path = onnx_model(weights, model_cfg, model_from_checkpoint)
     detector = OnnxDetector(path, options.device, options.threads)
@@ -124,11 +125,11 @@ def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: Backen
 
 def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOptions,
                   model_from_checkpoint: bool = True) -> Backend:
-    """An OpenVINO IR (`detect.export.to_openvino.openvino_model`) on the CPU; its classes come from the file."""
+    """An OpenVINO IR (`detect.export.openvino_export.openvino_model`) on the CPU; its classes come from the file."""
     check_cpu("openvino", options.device)
     # openvino (and nncf, for int8) are imported only when asked for
-    from detect.export.to_openvino import openvino_model
-    from detect.inference.openvino import OpenVinoDetector
+    from detect.export.openvino_export import openvino_model
+    from detect.export.openvino_runtime import OpenVinoDetector
 
     path = openvino_model(weights, model_cfg, options.precision, options.calibration, model_from_checkpoint)
     detector = OpenVinoDetector(path, options.precision, options.threads)

@@ -11,29 +11,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from detect.config import CONFIG_DIR, check_model_config
-from detect.device import resolve_device
-from detect.errors import DetectError
+from detect.config import compose
+from detect.data.sources.image_input import ImageInput, read_image
+from detect.data.sources.multisource import ReaderOptions, interleave, open_readers
+from detect.data.sources.paths import parse_sources
+from detect.data.sources.reader import Frame, FrameReader
 from detect.inference.backends import Backend, BackendOptions, load_backend
-from detect.inference.counting import ZonesInput, zone_counters
-from detect.inference.image_input import ImageInput, read_image
-from detect.inference.multisource import ReaderOptions, interleave, open_readers
-from detect.inference.preprocess import to_model_input
-from detect.inference.result import Result
-from detect.inference.source_list import parse_sources
-from detect.inference.sources import Frame, FrameReader
-from detect.inference.tracking import Tracker
-from detect.timing import DeviceTimer
+from detect.modeling.model import check_model_config
+from detect.modeling.preprocess import to_model_input
+from detect.structures import Result
+from detect.tracking.counting import ZonesInput, zone_counters
+from detect.tracking.trackers import Tracker
+from detect.utils.device import resolve_device
+from detect.utils.errors import DetectError
+from detect.utils.timing import DeviceTimer
 
 SourceInput = str | int | Path | FrameReader
 TrackerInput = str | Mapping[str, Any] | Tracker | None
@@ -41,28 +39,10 @@ RECONNECT_S = 60.0  # a live source that drops is reopened for this long (infer.
 READ_TIMEOUT_S = 10.0  # a live read that takes longer is abandoned (infer.yaml's read_timeout)
 
 
-@contextmanager
-def _package_configs() -> Iterator[None]:
-    """Hydra initialized on this package's configs/ for a compose, whatever Hydra application runs (another one with
-    its own config path, or an entry point of this package): the running one is set aside and put back after."""
-    global_hydra = GlobalHydra.instance()
-    running = global_hydra.hydra
-    global_hydra.clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            yield
-    finally:
-        global_hydra = GlobalHydra.instance()  # initialize_config_dir put back a copy of the instance it found
-        global_hydra.clear()
-        if running is not None:
-            global_hydra.initialize(running)
-
-
 def model_config(backbone: str | None = None, **overrides: Any) -> DictConfig:
     """The `model` config group as infer.py composes it (configs/model), with `model/backbone` and key overrides."""
     group = [f"model/backbone={backbone}"] if backbone else []
-    with _package_configs():
-        cfg = compose(config_name="infer", overrides=group)
+    cfg = compose("infer", group)
     model = OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
     OmegaConf.set_struct(model, True)
     try:

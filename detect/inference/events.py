@@ -8,8 +8,8 @@ import csv
 import json
 from pathlib import Path
 
-from detect.inference.counting import ZoneCounter
-from detect.inference.result import Result
+from detect.structures import Result
+from detect.tracking.counting import ZoneCounter
 
 
 class CountingSink:

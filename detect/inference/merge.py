@@ -16,7 +16,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from detect.errors import DetectError, exit_on_error
+from detect.utils.errors import DetectError, exit_on_error
 
 MANIFEST = "files.json"  # a video-by-video run's list of files (and its shard), in its output folder
 ROW_KEYS = ("frames", "detections", "stopped_by", "throughput_fps", "total_wall_s")

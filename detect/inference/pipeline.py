@@ -24,21 +24,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from detect.config import check_model_config
-from detect.device import resolve_device
-from detect.errors import DetectError
+from detect.data.sources.capture import check_reconnect
+from detect.data.sources.multisource import ReaderOptions, open_readers
+from detect.data.sources.paths import parse_sources
+from detect.data.sources.reader import FrameReader
+from detect.evaluation.counting import counting_error
+from detect.evaluation.mot import evaluate_tracking
 from detect.inference.backends import BackendOptions, check_backend, load_backend
-from detect.inference.capture import check_reconnect
-from detect.inference.counting import zone_counter
-from detect.inference.counting_gt import counting_error
 from detect.inference.detector import Detector, check_filters
-from detect.inference.multisource import ReaderOptions, open_readers
-from detect.inference.source_list import parse_sources
+from detect.inference.result_writer import ResultConsumer
 from detect.inference.source_run import SourceRun, source_folders
-from detect.inference.sources import FrameReader
 from detect.inference.summary import format_sources, format_summary, sources_summary
-from detect.inference.writer import ResultConsumer
-from detect.mot import evaluate_tracking
+from detect.modeling.model import check_model_config
+from detect.tracking.counting import zone_counter
+from detect.utils.device import resolve_device
+from detect.utils.errors import DetectError
 
 
 def check_infer_config(cfg: DictConfig) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from detect.errors import DetectError
+from detect.data.sources.paths import IMAGE_SUFFIXES, glob_root
 from detect.inference.detector import Detector
 from detect.inference.merge import MANIFEST, merge_runs
 from detect.inference.pipeline import check_infer_config, infer, load_detector
-from detect.inference.source_list import IMAGE_SUFFIXES, glob_root
+from detect.utils.errors import DetectError
 
 VIDEO_SUFFIXES = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".webm", ".wmv")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.errors import DetectError
-from detect.inference.result import STAGES, Result
-from detect.inference.sources import FrameReader
+from detect.data.sources.reader import FrameReader
+from detect.structures import STAGES, Result
+from detect.utils.errors import DetectError
 
 
 def timed_stages(tracking: bool = False) -> tuple[str, ...]:

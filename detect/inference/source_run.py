@@ -9,17 +9,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from detect.inference.counting import zone_counter
+from detect.data.sources.reader import FrameReader
 from detect.inference.detector import Detector
 from detect.inference.events import CountingSink
-from detect.inference.result import Result
+from detect.inference.result_writer import ResultConsumer, ResultWriter
 from detect.inference.sinks import open_media_writer
-from detect.inference.sources import FrameReader
-from detect.inference.summary import device_name, finite
-from detect.inference.tracking import Tracker
+from detect.inference.summary import finite
 from detect.inference.worker import BackgroundWorker
-from detect.inference.writer import ResultConsumer, ResultWriter
-from detect.timing import cuda_memory_mb, peak_rss_mb, reset_cuda_peaks, summarize
+from detect.structures import Result
+from detect.tracking.counting import zone_counter
+from detect.tracking.trackers import Tracker
+from detect.utils.device import device_name
+from detect.utils.timing import cuda_memory_mb, peak_rss_mb, reset_cuda_peaks, summarize
 
 
 def source_folders(readers: list[FrameReader], output_dir: Path) -> list[Path]:

@@ -5,21 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
-from detect.cpu import cpu_description
-from detect.inference.counting import format_counts
-from detect.mot import format_tracking_metrics
-
+from detect.evaluation.mot import format_tracking_metrics
+from detect.tracking.counting import format_counts
 
 SUMMED = ("frames", "measured_frames", "detections", "corrupt_frames", "dropped_frames", "gaps", "seconds_lost",
           "frames_lost")  # the per-source counts a summary of several sources adds up
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_description()}, {torch.get_num_threads()} threads)"
 
 
 def finite(value: Any) -> Any:
