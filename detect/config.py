@@ -44,7 +44,8 @@ def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -
         if not group.is_dir() or "(" in value or key.startswith("hydra/"):
             continue
         for option in sweep_options(value):
-            if option and option != "null" and not (group / f"{option}.yaml").is_file():
+            inline = option.startswith(("{", "["))  # the group's keys written out: +zones={lines: {...}}
+            if option and option != "null" and not inline and not (group / f"{option}.yaml").is_file():
                 check_choice(key, option, sorted(path.stem for path in group.glob("*.yaml")))
 
 
