@@ -51,7 +51,11 @@ def quantize_int8(xml_path: str | Path, images: Sequence[np.ndarray], int8_path:
     inputs = [to_model_input(image, torch.device("cpu")).numpy() for image in images]
     ignored = nncf.IgnoredScope(types=list(FLOAT_OP_TYPES), patterns=[ROI_HEAD_SCOPE] if float_roi_head else [],
                                 validate=False)
-    quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), ignored_scope=ignored)
+    # 7-bit weights in every layer: without VNNI the int8 dot products add pairs of products in saturating 16-bit
+    # sums, which 8-bit weights overflow (NNCF's default fixes the first layer only)
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
+    quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), ignored_scope=ignored,
+                              advanced_parameters=advanced)
     ov.save_model(quantized, str(int8_path), compress_to_fp16=False)
     return Path(int8_path)
 
@@ -75,5 +79,6 @@ def openvino_model(weights: str | None, model_cfg: Any, precision: str, calibrat
         quantize_int8(xml_path, images, tmp / "model.xml", float_roi_head)
 
     int8_spec = float_spec | {"calibration": calibration, "images": calibration_images,
-                              "float_roi_head": float_roi_head, "float_ops": FLOAT_OP_TYPES}
+                              "float_roi_head": float_roi_head, "float_ops": FLOAT_OP_TYPES,
+                              "overflow_fix": "all layers"}
     return cached_beside(source, "openvino_int8", int8_spec, "model.xml", quantize) / "model.xml"
