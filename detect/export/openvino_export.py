@@ -6,6 +6,7 @@ atomically (a half-written IR is never read)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 
 from detect.export.images import export_images
 from detect.export.onnx_export import file_spec, onnx_model
-from detect.export.openvino_runtime import METADATA_SECTION
+from detect.export.openvino_runtime import FLOAT_IR_KEY, METADATA_SECTION
 from detect.modeling.preprocess import to_model_input
 from detect.utils.cache import cached_beside
 from detect.utils.errors import DetectError
@@ -56,8 +57,10 @@ def quantize_int8(xml_path: str | Path, images: Sequence[np.ndarray], int8_path:
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
     quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), ignored_scope=ignored,
                               advanced_parameters=advanced)
+    int8_path = Path(int8_path)
+    quantized.set_rt_info(os.path.relpath(xml_path, int8_path.parent), [METADATA_SECTION, FLOAT_IR_KEY])
     ov.save_model(quantized, str(int8_path), compress_to_fp16=False)
-    return Path(int8_path)
+    return int8_path
 
 
 def openvino_model(weights: str | None, model_cfg: Any, precision: str, calibration: str | None = None,

@@ -24,6 +24,7 @@ from detect.utils.errors import DetectError
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized ops; the rest stays f32
 METADATA_SECTION = "detect"  # the IR's rt_info section that holds the export's metadata (task, classes, model)
+FLOAT_IR_KEY = "float_ir"  # in an int8 IR's metadata: the f32 IR it was quantized from, relative to its folder
 MAX_STATIC_SHAPES = 4  # input sizes that get a model of their own; others run on the dynamic-shape model
 
 
@@ -81,6 +82,7 @@ class OpenVinoDetector:
                               "`python -m detect.export format=openvino weights=<checkpoint>`")
         if precision not in PRECISION_HINTS:
             raise DetectError(f"backend=openvino runs fp32, bf16 or int8, not precision={precision}")
+        self.path = path
         self.core = ov.Core()
         try:
             self.model = self.core.read_model(str(path))

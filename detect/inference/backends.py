@@ -60,6 +60,7 @@ class BackendOptions:
     compile: bool = False
     threads: int | None = None
     calibration: str | None = None  # openvino int8: images to calibrate on; None: the checkpoint's training images
+    precision_check: bool = True  # openvino int8 / bf16: compare with fp32 at the first load on a CPU, fp32 if off
 
 
 def fold_batchnorm(resnet: nn.Module) -> None:
@@ -128,14 +129,21 @@ def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOp
     """An OpenVINO IR (`detect.export.openvino_export.openvino_model`) on the CPU; its classes come from the file."""
     check_cpu("openvino", options.device)
     # openvino (and nncf, for int8) are imported only when asked for
+    from detect.export.images import export_images
     from detect.export.openvino_export import openvino_model
-    from detect.export.openvino_runtime import OpenVinoDetector
+    from detect.export.precision_check import CHECK_IMAGES, checked_detector
 
     path = openvino_model(weights, model_cfg, options.precision, options.calibration, model_from_checkpoint)
-    detector = OpenVinoDetector(path, options.precision, options.threads)
+    checkpoint = weights if weights and Path(weights).suffix not in SUFFIX_BACKENDS else None
+    images = None
+    if options.calibration or checkpoint:
+        def images() -> list:  # the calibration source, or the checkpoint's val images
+            return export_images(options.calibration, checkpoint, "val", CHECK_IMAGES)
+    detector, note = checked_detector(path, options.precision, options.threads, images, options.precision_check)
     return Backend(detector, detector.classes or COCO_CLASSES,
-                   f"Faster R-CNN, OpenVINO {detector.precision} ({path})", name="openvino",
-                   files=[path, path.with_suffix(".bin")], precision=detector.precision)
+                   f"Faster R-CNN, OpenVINO {detector.precision} ({detector.path}{'; ' + note if note else ''})",
+                   name="openvino", files=[detector.path, detector.path.with_suffix(".bin")],
+                   precision=detector.precision)
 
 
 def check_cpu(backend: str, device: torch.device) -> None:

@@ -73,15 +73,17 @@ class Detector:
              precision: str = "fp32", score_threshold: float = 0.5, backend: str | None = None,
              classes: Sequence[str | int] | None = None, max_det: int | None = None, channels_last: bool = True,
              compile: bool = False, threads: int | None = None, model_from_checkpoint: bool = True,
-             calibration: str | None = None, **model: Any) -> Detector:
+             calibration: str | None = None, precision_check: bool = True, **model: Any) -> Detector:
         """A Detector for `weights`: a checkpoint of train.py (its classes and model config come with it), a plain
         detector state_dict, a torchvision enum name (COCO_V1), a model.onnx or model.xml, or None (random weights,
         COCO's 91 outputs). backend="openvino" with precision="int8" calibrates on `calibration` images (default: the
-        checkpoint's training images) once. `backbone` and `**model` (e.g. min_size=512,
+        checkpoint's training images) once, and int8 / bf16 IRs are compared with fp32 at the first load on a CPU (fp32
+        runs instead if they disagree, unless precision_check=False; see `detect.export.precision_check`). `backbone` and `**model` (e.g. min_size=512,
         rpn={"post_nms_top_n_test": 300}) set the model config where the weights do not bring one."""
         model_cfg = model_config(backbone, **model)
         model_cfg.roi.score_thresh = score_threshold
-        options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration)
+        options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration,
+                                 precision_check)
         loaded = load_backend(backend, str(weights) if weights else None, model_cfg, options, model_from_checkpoint)
         return cls(loaded, options.device, score_threshold, classes, max_det)
 

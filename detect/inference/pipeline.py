@@ -68,7 +68,7 @@ def check_infer_config(cfg: DictConfig) -> None:
 def load_detector(cfg: DictConfig) -> Detector:
     """The Detector of an infer config (weights, backend, model group, precision and filters)."""
     options = BackendOptions(resolve_device(cfg.device), cfg.precision, cfg.channels_last, cfg.compile, cfg.threads,
-                             cfg.calibration)
+                             cfg.calibration, cfg.precision_check)
     backend = load_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.model, options,
                            cfg.model_from_checkpoint)
     classes = list(cfg.classes) if cfg.classes is not None else None

@@ -112,7 +112,7 @@ class SourceRun:
             "frame_size": list(self.sizes[0]) if self.sizes else None,
             "network_input_size": list(self.sizes[1]) if self.sizes and self.sizes[1] else None,
             "padded_input_size": list(self.sizes[2]) if self.sizes and self.sizes[2] else None,
-            "precision": cfg.precision, "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
+            "precision": backend.precision, "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
             "vid_stride": cfg.vid_stride, "frames": self.frames, "warmup_frames": self.frames - measured,
             "measured_frames": measured, "corrupt_frames": reader.corrupt, "corrupt": reader.corrupt_names[:20],
             "dropped_frames": reader.dropped, "gaps": len(gaps), "seconds_lost": sum(gap.seconds for gap in gaps),

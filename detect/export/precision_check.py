@@ -1,0 +1,155 @@
+"""Is a reduced-precision IR right on this CPU? The first load of an int8 IR (or of bf16 on a CPU that runs it) on a
+machine runs it and its f32 IR on a few images and compares their boxes; the verdict is recorded beside the IR in
+`precision_checks.json`, keyed by the CPU (model, the flags that pick the kernels, ONEDNN_MAX_CPU_ISA), and read on
+later loads. A failed check runs fp32 instead, with one line saying so; `precision_check=false` runs the IR anyway.
+
+int8 kernels differ by CPU (VNNI, AMX, or AVX2's saturating 16-bit sums: see `quantize_int8`), so an IR made and
+checked on one machine says nothing about another."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+from torchvision.ops import box_iou
+
+from detect.export.openvino_runtime import FLOAT_IR_KEY, OpenVinoDetector, read_metadata
+from detect.modeling.preprocess import to_model_input
+from detect.utils.cpu import cpu_description
+from detect.utils.errors import DetectError
+
+CHECKS_FILE = "precision_checks.json"
+CHECK_IMAGES = 8  # images both IRs run on at the first load on a CPU
+MATCH_IOU = 0.5  # a box agrees with one of the same class that overlaps it this much
+MATCH_SCORE = 0.3  # boxes scored lower are noise to both precisions and left out of the comparison
+MIN_AGREEMENT = 0.8  # the check passes when this fraction of each side's boxes has a match on the other
+MIN_BOXES = 10  # fewer fp32 boxes on the images decide nothing: the IR runs, with a line saying so
+
+DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class PrecisionVerdict:
+    precision: str
+    agreement: float  # the worse of: f32 boxes matched by reduced-precision ones, and the reverse
+    boxes: int  # f32 boxes compared
+    images: int
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement >= MIN_AGREEMENT
+
+    @property
+    def conclusive(self) -> bool:
+        return self.boxes >= MIN_BOXES
+
+    def summary(self) -> str:
+        return (f"{self.precision} agrees with fp32 on {self.agreement:.0%} of the boxes ({self.boxes} fp32 boxes, "
+                f"{self.images} images; at least {MIN_AGREEMENT:.0%} passes)")
+
+
+def cpu_key() -> str:
+    """What picks the kernels: the CPU's model and flags, and oneDNN's ISA cap when one is set."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return cpu_description() + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
+
+
+def _matched(boxes: torch.Tensor, labels: torch.Tensor, others: torch.Tensor, other_labels: torch.Tensor) -> int:
+    """How many of `boxes` overlap a box of `others` of the same label by MATCH_IOU."""
+    if len(boxes) == 0 or len(others) == 0:
+        return 0
+    overlap = box_iou(boxes, others) * (labels[:, None] == other_labels[None, :])
+    return int((overlap.max(dim=1).values >= MATCH_IOU).sum())
+
+
+def box_agreement(reference: Sequence[dict[str, torch.Tensor]],
+                  candidate: Sequence[dict[str, torch.Tensor]]) -> tuple[float, int]:
+    """(agreement, reference boxes): the worse of the fraction of reference boxes with a match among the candidate's
+    and the reverse, over boxes scored MATCH_SCORE or more; 1.0 where neither side has any."""
+    kept = [[{key: output[key][output["scores"] >= MATCH_SCORE] for key in ("boxes", "labels")} for output in side]
+            for side in (reference, candidate)]
+    totals = [sum(len(output["boxes"]) for output in side) for side in kept]
+    hits = [sum(_matched(a["boxes"], a["labels"], b["boxes"], b["labels"]) for a, b in zip(first, second))
+            for first, second in ((kept[0], kept[1]), (kept[1], kept[0]))]
+    fractions = [hit / total if total else float(totals[1 - side] == 0) for side, (hit, total)
+                 in enumerate(zip(hits, totals))]
+    return min(fractions), totals[0]
+
+
+def compare(reference: DetectorCall, candidate: DetectorCall, precision: str,
+            images: Sequence[np.ndarray]) -> PrecisionVerdict:
+    """Both detectors on `images` (BGR), one at a time."""
+    inputs = [to_model_input(image, torch.device("cpu")) for image in images]
+    outputs = [[run([tensor])[0] for tensor in inputs] for run in (reference, candidate)]
+    agreement, boxes = box_agreement(*outputs)
+    return PrecisionVerdict(precision, agreement, boxes, len(images))
+
+
+def recorded_verdict(ir_path: Path, precision: str) -> PrecisionVerdict | None:
+    """The verdict recorded beside `ir_path` for this CPU and precision, if any."""
+    checks = ir_path.parent / CHECKS_FILE
+    record = json.loads(checks.read_text()).get(cpu_key(), {}).get(precision) if checks.is_file() else None
+    return PrecisionVerdict(**record) if record else None
+
+
+def record_verdict(ir_path: Path, verdict: PrecisionVerdict) -> None:
+    """Add `verdict` to the IR's checks file, atomically; a read-only folder keeps none (the check runs again)."""
+    checks = ir_path.parent / CHECKS_FILE
+    records = json.loads(checks.read_text()) if checks.is_file() else {}
+    records.setdefault(cpu_key(), {})[verdict.precision] = asdict(verdict)
+    tmp = checks.with_name(f".{CHECKS_FILE}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(records, indent=1))
+        os.replace(tmp, checks)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def float_ir(model: ov.Model, path: Path) -> Path | None:
+    """The f32 IR an int8 IR was quantized from (`quantize_int8` records where, relative to it), if it is there."""
+    name = read_metadata(model).get(FLOAT_IR_KEY)
+    reference = path.parent / name if name else None
+    return reference if reference and reference.is_file() else None
+
+
+def checked_detector(path: Path, precision: str, threads: int | None, images: Callable[[], list[np.ndarray]] | None,
+                     check: bool = True) -> tuple[OpenVinoDetector, str]:
+    """The detector that should run `path` at `precision` on this CPU and a note on why (see the module docstring).
+    `images` gives the images to compare on (None: there are none, and the IR runs unchecked, saying so)."""
+    detector = OpenVinoDetector(path, precision, threads)
+    if detector.precision == "fp32":
+        return detector, ""
+    if not check:
+        return detector, f"{detector.precision} not checked against fp32 (precision_check=false)"
+    reference = path if detector.precision == "bf16" else float_ir(detector.model, path)
+    verdict = recorded_verdict(path, detector.precision)
+    if verdict is None:
+        if reference is None or images is None:
+            missing = "its f32 IR" if reference is None else "images (pass calibration=<folder, glob or video>)"
+            note = f"{detector.precision} not checked on this CPU: no {missing} to compare with"
+            print(f"openvino: {note}", file=sys.stderr)
+            return detector, note
+        try:
+            checked_images = images()
+        except DetectError as error:
+            print(f"openvino: {detector.precision} not checked on this CPU: {error}", file=sys.stderr)
+            return detector, f"{detector.precision} not checked on this CPU"
+        verdict = compare(OpenVinoDetector(reference, "fp32", threads), detector, detector.precision, checked_images)
+        if not verdict.conclusive:
+            note = f"{detector.precision} not checked on this CPU: {verdict.boxes} fp32 boxes, {MIN_BOXES} decide"
+            print(f"openvino: {note}", file=sys.stderr)
+            return detector, note
+        record_verdict(path, verdict)
+    if verdict.passed:
+        return detector, f"checked on this CPU: {verdict.summary()}"
+    note = f"{verdict.summary()} on this CPU ({cpu_key()})"
+    print(f"openvino: {note}: running fp32 instead; precision_check=false runs {detector.precision} anyway",
+          file=sys.stderr)
+    return OpenVinoDetector(reference, "fp32", threads), f"fp32 instead of {note}"
