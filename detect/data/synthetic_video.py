@@ -107,19 +107,19 @@ def _shape_pixels(shape: MovingShape) -> int:
 
 
 def _counted_lines(size: tuple[int, int]) -> dict[str, list] | None:
-    """The lines of configs/zones/ZONES by name (start, end, min_frames), or None if they do not fit the frame."""
+    """The lines of configs/zones/ZONES by name (start, end), or None if they do not fit the frame."""
     spec = load_zones(ZONES)
     try:
         check_zones_in_frame(spec, size[1], size[0], VIDEO_NAME)
     except DetectError:
         return None
-    return {line.name: [list(line.start), list(line.end), line.min_frames] for line in spec.lines}
+    return {line.name: [list(line.start), list(line.end)] for line in spec.lines}
 
 
-def _write_counts(path: Path, gt_lines: list[str], shapes: list[MovingShape], frames: int, size: tuple[int, int],
-                  fps: float) -> None:
-    """counts.json: the true crossings of ZONES' lines by every shape in the frame (occluded ones too), from the
-    gt boxes and ids; frames counted from 0 as in infer.py's events.jsonl."""
+def _write_counts(path: Path, gt_lines: list[str], shapes: list[MovingShape], frames: int) -> None:
+    """counts.json: the true crossings of ZONES' lines by the centres of every shape in the frame (occluded ones
+    too; the gt boxes, clipped to the frame as a viewer sees them) and ids; frames counted from 0 as in infer.py's
+    events.jsonl."""
     rows = [line.split(",") for line in gt_lines]
     names = {shape.track_id: shape.name for shape in shapes}
     per_frame: list[list[list[str]]] = [[] for _ in range(frames)]
@@ -133,7 +133,7 @@ def _write_counts(path: Path, gt_lines: list[str], shapes: list[MovingShape], fr
             ids = np.array([int(r[1]) for r in frame_rows], dtype=np.int64)
             yield frame, boxes, ids, [names[int(i)] for i in ids]
 
-    counts = true_counts(ZONES, true_boxes(), size, fps, [category["name"] for category in CATEGORIES])
+    counts = true_counts(ZONES, true_boxes())
     path.write_text(json.dumps(counts, indent=1) + "\n")
 
 
@@ -149,7 +149,7 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
     height, width = size
     counted_lines = _counted_lines(size)
     params = dict(seed=seed, frames=frames, size=list(size), objects=objects, fps=fps,
-                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=2)
+                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=3)
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
@@ -165,7 +165,7 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
         writer.release()
         (folder / "gt" / "gt.txt").write_text("".join(line + "\n" for line in gt_lines))
         if counted_lines is not None:
-            _write_counts(folder / "gt" / COUNTS_FILE, gt_lines, shapes, frames, size, fps)
+            _write_counts(folder / "gt" / COUNTS_FILE, gt_lines, shapes, frames)
 
     folder = cached_folder(cache_dir, "tracking", params, VIDEO_NAME, write)
     return {"video": folder / VIDEO_NAME, "gt": folder / "gt" / "gt.txt",
