@@ -57,6 +57,7 @@ class ZoneCounter:
                                                                     (ANCHORS[polygon.anchor],)))
                           for polygon in self.spec.polygons}
         self._checked_size: tuple[int, int] | None = None
+        self._last: Result | None = None
         self.frames = 0
 
     def _time(self, frame: int) -> float | None:
@@ -84,16 +85,25 @@ class ZoneCounter:
         events: list[dict[str, Any]] = []
         for name, line in self._lines.items():
             anchors = detections.get_anchors_coordinates(ANCHORS[line.spec.anchor])
-            for index, direction in line.update(result.frame, detections.tracker_id, anchors, detections.xyxy,
-                                                (width, height), list(names)):
-                events.append(self._event(result, result.frame, int(detections.tracker_id[index]), names[index],
-                                          name, direction))
+            for track_id, class_name, direction in line.update(result.frame, detections.tracker_id, anchors,
+                                                               detections.xyxy, (width, height), list(names)):
+                events.append(self._event(result, result.frame, track_id, class_name, name, direction))
         for name, state in self._polygons.items():
             events += self._update_polygon(result, name, state, detections, names)
         self.frames += 1
+        self._last = result
         result.counts = self.counts()
         result.events = events
         return result
+
+    def finish(self) -> list[dict[str, Any]]:
+        """At the stream's end: the crossings that its tracks had begun (past the line, not yet past a band or
+        min_frames), dated at the last frame and added to the counts."""
+        if self._last is None:
+            return []
+        return [self._event(self._last, self._last.frame, track_id, class_name, name, direction)
+                for name, line in self._lines.items()
+                for track_id, class_name, direction in line.finish(self._last.frame)]
 
     def _update_polygon(self, result: Result, name: str, state: PolygonState, detections: sv.Detections,
                         names: np.ndarray) -> list[dict[str, Any]]:

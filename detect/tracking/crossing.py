@@ -2,7 +2,8 @@
 crossed when its anchor point steps from its side through the segment (not the infinite line) to beyond a
 hysteresis band on the other side and stays there `min_frames` frames; one count per track and direction within
 `window_s`; a track lost and recovered under a new id (appearing near where an old id vanished, away from the frame's
-border, within `bridge_s`) keeps the old one's side, so the switch neither loses nor doubles a crossing.
+border, within `bridge_s`) keeps the old one's side, so the switch neither loses nor doubles a crossing. A track that
+vanishes (or a stream that ends: `finish`) past the line but not yet past the band or `min_frames` has crossed.
 
 supervision gives the anchors (Detections.get_anchors_coordinates); its LineZone is not used: it tests the anchor's
 side within the band perpendicular to the segment (not the step through it), puts a point on the line on one side,
@@ -31,6 +32,7 @@ class TrackSide:
     last_frame: int
     reach: float  # its last box's larger side: how far from `last` a recovered id may appear
     at_edge: bool  # its last box touched the frame's border
+    name: str  # its class
     beyond: np.ndarray | None = None  # its first anchor past the band on the other side, while it stays there
     frames_beyond: int = 0
     counted: dict[str, int] = field(default_factory=dict)  # direction -> frame of its last count
@@ -48,6 +50,7 @@ class LineCrossings:
         self._bridge = spec.bridge_s * frames_per_s
         self._forget = max(FORGET_S * frames_per_s, self._bridge, self._window)
         self.tracks: dict[int, TrackSide] = {}
+        self._previous = -1  # the frame of the last update
         self.counts: dict[str, Counter[str]] = {"in": Counter(), "out": Counter()}
 
     def _distance(self, point: np.ndarray) -> float:
@@ -63,9 +66,9 @@ class LineCrossings:
         return 0.0 <= along <= 1.0
 
     def update(self, frame: int, ids: np.ndarray, anchors: np.ndarray, boxes: np.ndarray,
-               size: tuple[int, int], names: list[str]) -> list[tuple[int, str]]:
-        """This frame's crossings as (index, "in" | "out") of the confirmed tracks `ids` with their `anchors`, xyxy
-        `boxes` and class `names` in a width x height frame."""
+               size: tuple[int, int], names: list[str]) -> list[tuple[int, str, str]]:
+        """This frame's crossings as (track id, class, "in" | "out") of the confirmed tracks `ids` with their
+        `anchors`, xyxy `boxes` and class `names` in a width x height frame, and of the tracks that vanished."""
         width, height = size
         at_edge = ((boxes[:, :2] <= EDGE_PX).any(axis=1) | (boxes[:, 2] >= width - EDGE_PX)
                    | (boxes[:, 3] >= height - EDGE_PX))
@@ -78,17 +81,36 @@ class LineCrossings:
             if track is None:
                 distance = self._distance(anchor)
                 self.tracks[track_id] = TrackSide(int(np.sign(distance)), anchor, anchor, frame, float(reach[index]),
-                                                  bool(at_edge[index]))
+                                                  bool(at_edge[index]), names[index])
                 continue
-            direction = self._step(track, anchor, frame)
-            if direction is not None:
-                self.counts[direction][names[index]] += 1
-                crossings.append((index, direction))
+            crossings += self._counted(track_id, track, self._step(track, anchor, frame))
             track.last, track.last_frame = anchor, frame
-            track.reach, track.at_edge = float(reach[index]), bool(at_edge[index])
-        for track_id in [t for t, track in self.tracks.items() if frame - track.last_frame > self._forget]:
-            del self.tracks[track_id]
+            track.reach, track.at_edge, track.name = float(reach[index]), bool(at_edge[index]), names[index]
+        for track_id, track in list(self.tracks.items()):
+            if track.last_frame == self._previous:  # vanished: a crossing it had begun is done
+                crossings += self._counted(track_id, track, self._settle(track, frame))
+            elif frame - track.last_frame > self._forget:
+                del self.tracks[track_id]
+        self._previous = frame
         return crossings
+
+    def finish(self, frame: int) -> list[tuple[int, str, str]]:
+        """The crossings that the tracks still seen at the stream's end had begun, as `update` gives them."""
+        return [crossing for track_id, track in self.tracks.items()
+                for crossing in self._counted(track_id, track, self._settle(track, frame))]
+
+    def _counted(self, track_id: int, track: TrackSide, direction: str | None) -> list[tuple[int, str, str]]:
+        if direction is None:
+            return []
+        self.counts[direction][track.name] += 1
+        return [(track_id, track.name, direction)]
+
+    def _settle(self, track: TrackSide, frame: int) -> str | None:
+        """Count `track` as crossed if it was last seen past the line (but not yet past the band or min_frames)."""
+        if track.side == 0 or self._distance(track.last) * track.side >= 0:
+            return None
+        track.beyond = track.beyond if track.beyond is not None else track.last
+        return self._flip(track, track.last, frame)
 
     def _recovered(self, track_id: int, anchor: np.ndarray, frame: int, at_edge: bool,
                    present: set[int]) -> TrackSide | None:
@@ -121,6 +143,11 @@ class LineCrossings:
         track.frames_beyond += 1
         if track.frames_beyond < self.spec.min_frames:
             return None
+        return self._flip(track, anchor, frame)
+
+    def _flip(self, track: TrackSide, anchor: np.ndarray, frame: int) -> str | None:
+        """Put `track` on its other side, now at `anchor`; the direction, if its step went through the segment and it
+        was not counted so within the window."""
         through = self._through_segment(track.before, track.beyond)
         track.side, track.before, track.beyond, track.frames_beyond = -track.side, anchor, None, 0
         direction = "in" if track.side > 0 else "out"
