@@ -107,34 +107,32 @@ def _shape_pixels(shape: MovingShape) -> int:
 
 
 def _counted_lines(size: tuple[int, int]) -> dict[str, list] | None:
-    """The lines of configs/zones/ZONES by name (start, end, min_frames), or None if they do not fit the frame."""
+    """The lines of configs/zones/ZONES by name (start, end), or None if they do not fit the frame."""
     spec = load_zones(ZONES)
     try:
         check_zones_in_frame(spec, size[1], size[0], VIDEO_NAME)
     except DetectError:
         return None
-    return {line.name: [list(line.start), list(line.end), line.min_frames] for line in spec.lines}
+    return {line.name: [list(line.start), list(line.end)] for line in spec.lines}
 
 
-def _write_counts(path: Path, gt_lines: list[str], shapes: list[MovingShape], frames: int, size: tuple[int, int],
-                  fps: float) -> None:
-    """counts.json: the true crossings of ZONES' lines by every shape in the frame (occluded ones too), from the
-    gt boxes and ids; frames counted from 0 as in infer.py's events.jsonl."""
-    rows = [line.split(",") for line in gt_lines]
+def gt_frames(gt_path: str | Path, frames: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Each of the first `frames` frames (from 0) of a gt.txt as (frame, xyxy boxes, ids)."""
+    rows = np.loadtxt(gt_path, delimiter=",", ndmin=2).reshape(-1, 9)
+    for frame in range(frames):
+        mine = rows[rows[:, 0] == frame + 1]
+        boxes = np.concatenate([mine[:, 2:4], mine[:, 2:4] + mine[:, 4:6]], axis=1)
+        yield frame, boxes, mine[:, 1].astype(np.int64)
+
+
+def _write_counts(folder: Path, shapes: list[MovingShape], frames: int) -> None:
+    """gt/counts.json: the true crossings of ZONES' lines by the centres of every shape in the frame (occluded ones
+    too; the gt boxes, clipped to the frame as a viewer sees them) and ids; frames counted from 0 as in infer.py's
+    events.jsonl."""
     names = {shape.track_id: shape.name for shape in shapes}
-    per_frame: list[list[list[str]]] = [[] for _ in range(frames)]
-    for row in rows:
-        per_frame[int(row[0]) - 1].append(row)
-
-    def true_boxes() -> Iterator[tuple[int, np.ndarray, np.ndarray, list[str]]]:
-        for frame, frame_rows in enumerate(per_frame):
-            boxes = np.array([[float(r[2]), float(r[3]), float(r[2]) + float(r[4]), float(r[3]) + float(r[5])]
-                              for r in frame_rows]).reshape(-1, 4)
-            ids = np.array([int(r[1]) for r in frame_rows], dtype=np.int64)
-            yield frame, boxes, ids, [names[int(i)] for i in ids]
-
-    counts = true_counts(ZONES, true_boxes(), size, fps, [category["name"] for category in CATEGORIES])
-    path.write_text(json.dumps(counts, indent=1) + "\n")
+    counts = true_counts(ZONES, ((frame, boxes, ids, [names[int(i)] for i in ids])
+                                 for frame, boxes, ids in gt_frames(folder / "gt" / "gt.txt", frames)))
+    (folder / "gt" / COUNTS_FILE).write_text(json.dumps(counts, indent=1) + "\n")
 
 
 def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, frames: int = 200,
@@ -149,7 +147,7 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
     height, width = size
     counted_lines = _counted_lines(size)
     params = dict(seed=seed, frames=frames, size=list(size), objects=objects, fps=fps,
-                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=2)
+                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=3)
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
@@ -165,7 +163,7 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
         writer.release()
         (folder / "gt" / "gt.txt").write_text("".join(line + "\n" for line in gt_lines))
         if counted_lines is not None:
-            _write_counts(folder / "gt" / COUNTS_FILE, gt_lines, shapes, frames, size, fps)
+            _write_counts(folder, shapes, frames)
 
     folder = cached_folder(cache_dir, "tracking", params, VIDEO_NAME, write)
     return {"video": folder / VIDEO_NAME, "gt": folder / "gt" / "gt.txt",

@@ -21,7 +21,7 @@ def counting_error(gt_path: str | Path, spec: ZonesSpec, counted: dict[str, Any]
     errors: dict[str, Any] = {"counts": str(path)}
     for line in spec.lines:
         known = truth["lines"].get(line.name)
-        if known is None or {key: known[key] for key in ("start", "end", "min_frames")} != line_key(line):
+        if known is None or {key: known[key] for key in ("start", "end")} != line_key(line):
             errors[line.name] = {"note": f"{path} has no true counts for this line (name and geometry)"}
             continue
         crossings = [c for c in truth["crossings"] if c["zone"] == line.name and c["frame"] <= last_frame]

@@ -41,6 +41,10 @@ class CountingSink:
                                       *(result.counts["polygons"][name]["occupancy"] for name in self.polygons)])
 
     def close(self) -> None:
+        """Write the crossings that the stream's end completes (ZoneCounter.finish), then close the files."""
+        final = self.counter.finish()
+        self._file.writelines(json.dumps(event) + "\n" for event in final)
+        self.events += len(final)
         self._file.close()
         if self._occupancy_file is not None:
             self._occupancy_file.close()

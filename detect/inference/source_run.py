@@ -119,7 +119,7 @@ class SourceRun:
             "frames_lost": sum(gap.frames_lost or 0 for gap in gaps), "resized_frames": reader.resized,
             "stopped_by": self.ended_by(run_stopped_by), "detections": writer.detections,
             **({"tracker": self.tracker.name, "tracks": len(self.tracker.track_ids)} if self.tracker else {}),
-            **({"zones": self.counter.summary(backend.classes.names), "events": writer.counting.events}
+            **({"zones": self.counter.summary(), "events": writer.counting.events}
                if self.counter else {}),
             "stages_ms": {stage: summarize(values) for stage, values in writer.samples.items()},
             "warmup_model_ms": writer.warmup_model_ms,

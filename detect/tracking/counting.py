@@ -1,5 +1,5 @@
-"""Counting on tracked results with supervision's LineZone (crossings in / out per class) and PolygonZone (who is
-inside): `ZoneCounter.update(result)` sets `result.counts` (totals so far) and `result.events` (this frame's
+"""Counting on tracked results: line crossings in / out per class (detect.tracking.crossing's rule) and who is
+inside polygons (supervision's PolygonZone): `ZoneCounter.update(result)` sets `result.counts` (totals so far) and `result.events` (this frame's
 crossings, entries and exits), one counter per source. Only confirmed tracks (id >= 0) count."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import supervision as sv
 
 from detect.structures import Result
+from detect.tracking.crossing import LineCrossings
 from detect.tracking.zones import ANCHORS, ZonesSpec, check_zones_in_frame, load_zones
 from detect.utils.errors import DetectError
 
@@ -51,13 +52,12 @@ class ZoneCounter:
         self.fps = fps
         self._frames_per_s = fps if fps > 0 else ASSUMED_FPS  # for durations; event times stay None without fps
         self._exit_after_frames = self.spec.exit_after_s * self._frames_per_s
-        self._lines = {line.name: sv.LineZone(sv.Point(*line.start), sv.Point(*line.end),
-                                              minimum_crossing_threshold=line.min_frames)
-                       for line in self.spec.lines}
+        self._lines = {line.name: LineCrossings(line, self._frames_per_s) for line in self.spec.lines}
         self._polygons = {polygon.name: PolygonState(sv.PolygonZone(np.array(polygon.points),
                                                                     (ANCHORS[polygon.anchor],)))
                           for polygon in self.spec.polygons}
         self._checked_size: tuple[int, int] | None = None
+        self._last: Result | None = None
         self.frames = 0
 
     def _time(self, frame: int) -> float | None:
@@ -84,16 +84,26 @@ class ZoneCounter:
                                    tracker_id=result.track_ids[confirmed].astype(int))
         events: list[dict[str, Any]] = []
         for name, line in self._lines.items():
-            crossed_in, crossed_out = line.trigger(detections)
-            for index in np.flatnonzero(crossed_in | crossed_out):
-                events.append(self._event(result, result.frame, int(detections.tracker_id[index]), names[index],
-                                          name, "in" if crossed_in[index] else "out"))
+            anchors = detections.get_anchors_coordinates(ANCHORS[line.spec.anchor])
+            for track_id, class_name, direction in line.update(result.frame, detections.tracker_id, anchors,
+                                                               detections.xyxy, (width, height), list(names)):
+                events.append(self._event(result, result.frame, track_id, class_name, name, direction))
         for name, state in self._polygons.items():
             events += self._update_polygon(result, name, state, detections, names)
         self.frames += 1
+        self._last = result
         result.counts = self.counts()
         result.events = events
         return result
+
+    def finish(self) -> list[dict[str, Any]]:
+        """At the stream's end: the crossings that its tracks had begun (past the line, not yet past a band or
+        min_frames), dated at the last frame and added to the counts."""
+        if self._last is None:
+            return []
+        return [self._event(self._last, self._last.frame, track_id, class_name, name, direction)
+                for name, line in self._lines.items()
+                for track_id, class_name, direction in line.finish(self._last.frame)]
 
     def _update_polygon(self, result: Result, name: str, state: PolygonState, detections: sv.Detections,
                         names: np.ndarray) -> list[dict[str, Any]]:
@@ -125,17 +135,14 @@ class ZoneCounter:
 
     def counts(self) -> dict[str, Any]:
         """Each line's in / out so far and each polygon's occupancy (tracks inside now) and entries so far."""
-        return {"lines": {name: {"in": line.in_count, "out": line.out_count} for name, line in self._lines.items()},
+        return {"lines": {name: {direction: sum(line.counts[direction].values()) for direction in ("in", "out")}
+                          for name, line in self._lines.items()},
                 "polygons": {name: {"occupancy": len(state.inside), "entries": sum(state.entries.values())}
                              for name, state in self._polygons.items()}}
 
-    def summary(self, class_names: list[str]) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """summary.json's `zones`: per line in / out (and per class); per polygon entries, exits, occupancy and time
         inside (of the visits that ended; `inside_at_end` are still in)."""
-
-        def per_class(counter: Mapping[int | None, int]) -> dict[str, int]:
-            return {class_names[label - 1]: count for label, count in sorted(counter.items()) if label is not None}
-
         polygons = {}
         for name, state in self._polygons.items():
             durations = state.durations_s
@@ -145,12 +152,10 @@ class ZoneCounter:
                 "mean_occupancy": state.occupancy_sum / self.frames if self.frames else None,
                 "mean_seconds_inside": float(np.mean(durations)) if durations else None,
                 "max_seconds_inside": max(durations) if durations else None}
-        return {"config": self.spec.name,
-                "lines": {name: {"in": line.in_count, "out": line.out_count,
-                                 "in_per_class": per_class(line.in_count_per_class),
-                                 "out_per_class": per_class(line.out_count_per_class)}
-                          for name, line in self._lines.items()},
-                "polygons": polygons}
+        lines = {name: {**counts, **{f"{direction}_per_class": dict(sorted(self._lines[name].counts[direction].items()))
+                                     for direction in ("in", "out")}}
+                 for name, counts in self.counts()["lines"].items()}
+        return {"config": self.spec.name, "lines": lines, "polygons": polygons}
 
     def draw(self, image: np.ndarray, counts: Mapping[str, Any]) -> None:
         """The lines with their in / out and the polygons with their occupancy, in place."""

@@ -1,40 +1,76 @@
 """True line crossings of a clip whose objects' boxes and identities are known (detect.data.synthetic_video writes
-them beside its gt.txt as counts.json: the same ZoneCounter run on the true boxes and ids), and the counting error of
-a run against them (infer.py with zones and track_gt)."""
+them beside its gt.txt as counts.json), from geometry alone: a crossing is a step of a box centre, from one frame to
+the next, that meets the counting segment and lands strictly on its other side. It never goes through ZoneCounter,
+so the counter's rule (anchors, bands, windows, bridging) can be checked against it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from detect.structures import Classes, Result
-from detect.tracking.counting import ZoneCounter
 from detect.tracking.zones import LineZoneSpec, ZonesSpec, load_zones
 
 COUNTS_FILE = "counts.json"  # beside a gt.txt: the true crossings of the lines of a zones config
 
+Point = tuple[float, float]
+
 
 def line_key(line: LineZoneSpec) -> dict[str, Any]:
-    return {"start": list(line.start), "end": list(line.end), "min_frames": line.min_frames}
+    """A line's geometry as counts.json records it: the truth depends on nothing else."""
+    return {"start": list(line.start), "end": list(line.end)}
 
 
-def true_counts(zones: str | ZonesSpec, frames: Iterable[tuple[int, np.ndarray, np.ndarray, list[str]]],
-                size: tuple[int, int], fps: float, class_names: list[str]) -> dict[str, Any]:
-    """counts.json's content: every crossing of `zones`' lines by the true (frame, xyxy boxes, ids, class names)
-    of each frame of a height x width clip, and each line's totals."""
+def _orientation(a: Point, b: Point, c: Point) -> int:
+    """+1 when c is left of a -> b as drawn with y down (counter-clockwise on screen), -1 right, 0 on the line."""
+    value = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return -int(np.sign(value))  # y down flips the usual sign
+
+
+def _meets(p: Point, q: Point, a: Point, b: Point) -> bool:
+    """The step p -> q, which reaches the line through a and b, meets the segment a-b (ends included)."""
+    return _orientation(p, q, a) * _orientation(p, q, b) <= 0
+
+
+def segment_crossings(track: Sequence[tuple[int, Point]], start: Point, end: Point) -> list[tuple[int, str]]:
+    """(frame, "in" | "out") of each crossing of the segment start -> end by one object's centres (frame, (x, y))
+    in frame order: "in" onto the left of start -> end as drawn (y down). A centre on the line has no side: a track
+    that starts on it, or stays on it and leaves, has not crossed; one that steps around the segment's ends changes
+    side uncounted."""
+    crossings, side, previous = [], 0, None
+    for frame, centre in track:
+        now = _orientation(start, end, centre)
+        if now and side and now != side and previous is not None and _meets(previous, centre, start, end):
+            crossings.append((frame, "in" if now > 0 else "out"))
+        side = now or side
+        previous = centre
+    return crossings
+
+
+def true_counts(zones: str | ZonesSpec, frames: Iterable[tuple[int, np.ndarray, np.ndarray, list[str]]]
+                ) -> dict[str, Any]:
+    """counts.json's content: every crossing of `zones`' lines by the centres of the true (frame, xyxy boxes, ids,
+    class names) of each frame, and each line's totals (and per class)."""
     spec = load_zones(zones)
-    counter = ZoneCounter(ZonesSpec(spec.name, spec.lines, ()), fps)
-    classes = Classes(class_names, list(range(1, len(class_names) + 1)))
-    image = np.zeros((*size, 3), dtype=np.uint8)
-    crossings = []
+    tracks: dict[int, list[tuple[int, Point]]] = defaultdict(list)
+    classes: dict[int, str] = {}
     for frame, boxes, ids, names in frames:
-        labels = np.array([class_names.index(name) + 1 for name in names], dtype=np.int64)
-        result = Result(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.ones(len(ids), dtype=np.float32),
-                        labels, classes, image, frame, track_ids=np.asarray(ids, dtype=np.int64))
-        crossings += [{key: event[key] for key in ("frame", "track_id", "class", "zone", "direction")}
-                      for event in counter.update(result).events]
-    lines = counter.summary(class_names)["lines"]
-    return {"zones": spec.name, "lines": {line.name: {**line_key(line), **lines[line.name]} for line in spec.lines},
-            "crossings": crossings}
+        for box, track_id, name in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), ids, names):
+            tracks[int(track_id)].append((frame, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)))
+            classes[int(track_id)] = name
+    crossings = sorted(({"frame": frame, "track_id": track_id, "class": classes[track_id], "zone": line.name,
+                         "direction": direction}
+                        for line in spec.lines for track_id, track in tracks.items()
+                        for frame, direction in segment_crossings(track, line.start, line.end)),
+                       key=lambda crossing: (crossing["frame"], crossing["track_id"]))
+    lines = {}
+    for line in spec.lines:
+        counts: dict[str, Any] = line_key(line)
+        for direction in ("in", "out"):
+            mine = [c["class"] for c in crossings if c["zone"] == line.name and c["direction"] == direction]
+            counts[direction] = len(mine)
+            counts[f"{direction}_per_class"] = {name: mine.count(name) for name in sorted(set(mine))}
+        lines[line.name] = counts
+    return {"zones": spec.name, "lines": lines, "crossings": crossings}

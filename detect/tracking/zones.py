@@ -20,17 +20,25 @@ ZONES_HELP = ("lines: {<name>: {start: [x, y], end: [x, y]}}, polygons: {<name>:
 ANCHORS = {position.value.lower(): position for position in sv.Position}  # a polygon's anchor: center, bottom_center..
 
 Point = tuple[float, float]
+LINE_SETTINGS = {"anchor": lambda value: str(value).lower(), "min_frames": int, "band": float, "window_s": float,
+                 "bridge_s": float}  # a line's optional keys, as LineZoneSpec's fields
 
 
 @dataclass(frozen=True)
 class LineZoneSpec:
-    """A counting line from `start` to `end`: a track that moves onto the left of start -> end (as drawn, y down) is
-    counted "in", onto its right "out", once seen `min_frames` frames on the new side."""
+    """A counting segment from `start` to `end`: a track whose `anchor` point steps through it onto its left (as
+    drawn, y down) is counted "in", onto its right "out" (detect.tracking.crossing), once more than `band` pixels
+    past the line for `min_frames` frames; at most once per direction within `window_s`; a lost track recovered
+    under a new id within `bridge_s` keeps its side."""
 
     name: str
     start: Point
     end: Point
+    anchor: str = "center"
     min_frames: int = 1
+    band: float = 0.0
+    window_s: float = 1.0
+    bridge_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,25 @@ def _point(zone: str, value: Any) -> Point:
 
 
 def _line(name: str, settings: Mapping[str, Any]) -> LineZoneSpec:
-    unknown = set(settings) - {"start", "end", "min_frames"}
+    unknown = set(settings) - set(LINE_SETTINGS) - {"start", "end"}
     if unknown or "start" not in settings or "end" not in settings:
-        raise DetectError(f"line {name!r} needs start and end (and optionally min_frames), got {sorted(settings)}; "
-                          f"{ZONES_HELP}")
-    line = LineZoneSpec(name, _point(name, settings["start"]), _point(name, settings["end"]),
-                        int(settings.get("min_frames", 1)))
+        raise DetectError(f"line {name!r} needs start and end (and optionally {', '.join(LINE_SETTINGS)}), got "
+                          f"{sorted(settings)}; {ZONES_HELP}")
+    try:
+        options = {key: kind(settings[key]) for key, kind in LINE_SETTINGS.items() if key in settings}
+    except (TypeError, ValueError) as error:
+        raise DetectError(f"line {name!r}: {error}") from None
+    line = LineZoneSpec(name, _point(name, settings["start"]), _point(name, settings["end"]), **options)
     if line.start == line.end:
         raise DetectError(f"line {name!r} has zero length (start = end = {list(line.start)}); give it two "
                           "different points")
+    if line.anchor not in ANCHORS:
+        raise DetectError(f"line {name!r}: anchor={line.anchor!r} is not one of {', '.join(ANCHORS)}")
     if line.min_frames < 1:
         raise DetectError(f"line {name!r}: min_frames={line.min_frames} must be >= 1")
+    for key in ("band", "window_s", "bridge_s"):
+        if not getattr(line, key) >= 0:
+            raise DetectError(f"line {name!r}: {key}={getattr(line, key)} must be >= 0")
     return line
 
 

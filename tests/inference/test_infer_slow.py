@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from helpers import ROOT, TINY_INFER, VIDEO, needs_video
+from helpers import ROOT, TINY_INFER, VIDEO, needs_video, write_clip
 
 
 def start_infer(args: list[str], run_dir: Path) -> subprocess.Popen:
@@ -59,3 +59,17 @@ def test_unopenable_source_is_one_line_and_a_nonzero_exit(tmp_path: Path) -> Non
     assert "Traceback" not in stderr
     error_lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1 and error_lines[0].startswith(f"error: video {source} could not be opened")
+
+
+@pytest.mark.slow
+def test_inline_zones_from_the_command_line_as_the_readme_shows(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", frames=4, size=(360, 640))  # the README's line: y = 300, 640 wide
+    process = start_infer([f"source={clip}", "weights=null", "tracker=bytetrack",
+                           "+zones={lines: {door: {start: [0, 300], end: [640, 300]}}}"], tmp_path / "run")
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "counting    door in 0 out 0" in stdout  # the square moves along y = 30..60: no crossing
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["zones"]["lines"]["door"]["in"] == summary["zones"]["lines"]["door"]["out"] == 0
+    assert summary["zones"]["config"] == "inline"

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import compose_infer, write_clip
+from helpers import BrightSquare, compose_infer, write_clip
 
 from detect.inference import Detector
 from detect.inference.backends import Backend
@@ -39,22 +38,10 @@ def test_shards_take_every_nth_sorted_video_and_bad_shards_are_one_line(tmp_path
         list_videos(str(tmp_path / "sub"))
 
 
-class BrightSquare:
-    """A backend that boxes write_clip's bright square wherever it is: the same detections for a frame in any run."""
-
-    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        outputs = []
-        for image in images:
-            ys, xs = torch.nonzero(image[1] > 0.5, as_tuple=True)
-            box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
-            outputs.append({"boxes": box, "labels": torch.tensor([1]), "scores": torch.tensor([0.9])})
-        return outputs
-
-
 def test_shards_merge_into_the_detections_of_one_run(tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
-    for name, frames in (("a", 12), ("b", 11), ("c", 4)):  # the square is wholly right of x=64 from frame 10
+    for name, frames in (("a", 12), ("b", 11), ("c", 4)):  # the square's centre is right of x=64 from frame 8
         write_clip(videos / f"{name}.avi", frames=frames)
     detector = Detector(Backend(BrightSquare(), Classes(["square"], [1]), "bright square"))
     out = tmp_path / "out"
@@ -74,7 +61,7 @@ def test_shards_merge_into_the_detections_of_one_run(tmp_path: Path) -> None:
     assert merged["total"] == {**single["total"], "total_wall_s": merged["total"]["total_wall_s"]}
     assert merged["total"]["zones"] == {"middle": {"in": 2, "out": 0}}
     events = [json.loads(line) for line in (out / "merged" / "events.jsonl").read_text().splitlines()]
-    assert [(e["source"], e["frame"], e["direction"]) for e in events] == [("a.avi", 10, "in"), ("b.avi", 10, "in")]
+    assert [(e["source"], e["frame"], e["direction"]) for e in events] == [("a.avi", 8, "in"), ("b.avi", 8, "in")]
     with pytest.raises(DetectError, match=r"^the runs to merge are shards 0/2 of .*missing \['1/2'\], repeated none"):
         merge_runs([out / "0"], out / "partial")
     with pytest.raises(DetectError, match="^track_gt=.* scores one video"):

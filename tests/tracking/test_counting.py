@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import compose_infer, write_clip
-from test_shards import BrightSquare  # a perfect detector of write_clip's square, frame by frame
+from helpers import BrightSquare, compose_infer, write_clip
 from test_tracking import MovingBoxes  # the same square, from the number of calls
 
 from detect.data.synthetic_video import write_tracking_video
@@ -46,13 +45,13 @@ def test_crossings_in_and_out_entries_exits_and_time_inside() -> None:
             labels += [2, 2]
         events += counter.update(tracked(f, boxes, ids, labels)).events
     got = [(e["frame"], e["track_id"], e["class"], e["zone"], e["direction"]) for e in events]
-    # track 2 starts in the box (centre x = 120 - 3f >= 100) and leaves it at frame 7; it is wholly left of x=80
-    # (x2 < 80) from frame 17: "out"; track 1 is wholly right of the line from frame 16 (x1 > 80): "in" (onto the
-    # left of start -> end, which points down), and its centre (30 + 4f) is inside the box from frame 18
-    assert got == [(0, 2, "disc", "box", "enter"), (7, 2, "disc", "box", "exit"), (16, 1, "square", "door", "in"),
-                   (17, 2, "disc", "door", "out"), (18, 1, "square", "box", "enter")]
+    # track 2 starts in the box (centre x = 120 - 3f >= 100) and leaves it at frame 7; its centre is left of x=80
+    # from frame 14 (78): "out"; track 1's centre (30 + 4f) is right of the line from frame 13 (82): "in" (onto the
+    # left of start -> end, which points down), and inside the box from frame 18
+    assert got == [(0, 2, "disc", "box", "enter"), (7, 2, "disc", "box", "exit"), (13, 1, "square", "door", "in"),
+                   (14, 2, "disc", "door", "out"), (18, 1, "square", "box", "enter")]
     assert events[1]["seconds_inside"] == pytest.approx(0.7) and events[1]["time"] == pytest.approx(0.7)
-    summary = counter.summary(CLASSES.names)
+    summary = counter.summary()
     assert summary["lines"]["door"] == {"in": 1, "out": 1, "in_per_class": {"square": 1}, "out_per_class": {"disc": 1}}
     box = summary["polygons"]["box"]
     assert (box["entries"], box["exits"], box["inside_at_end"], box["max_occupancy"]) == (2, 1, 1, 1)
@@ -67,8 +66,8 @@ def test_stream_puts_counts_and_events_on_each_result(tmp_path: Path) -> None:
     detector = Detector(Backend(MovingBoxes(), CLASSES, "moving boxes"))
     zones = {"lines": {"middle": {"start": [64, 0], "end": [64, 96]}}}
     results = list(detector.stream(clip, tracker="bytetrack", zones=zones))
-    assert [r.counts["lines"]["middle"]["in"] for r in results] == [0] * 10 + [1] * 4  # wholly right at frame 10
-    assert [(r.frame, e["direction"], e["source"]) for r in results for e in r.events] == [(10, "in", "clip.avi")]
+    assert [r.counts["lines"]["middle"]["in"] for r in results] == [0] * 8 + [1] * 6  # centre 20 + 6f > 64 at 8
+    assert [(r.frame, e["direction"], e["source"]) for r in results for e in r.events] == [(8, "in", "clip.avi")]
     with pytest.raises(DetectError, match="^zones count tracks: add a tracker"):
         next(detector.stream(clip, zones=zones))
 
@@ -82,7 +81,7 @@ def test_each_source_of_a_run_has_its_own_counter_and_events(tmp_path: Path) -> 
     assert [row["zones"]["lines"]["middle"]["in"] for row in summary["sources"]] == [1, 1]  # not 2: one counter each
     for name in ("a", "b"):
         events = [json.loads(line) for line in (tmp_path / "out" / name / "events.jsonl").read_text().splitlines()]
-        assert [(e["source"], e["frame"], e["direction"]) for e in events] == [(f"{name}.avi", 10, "in")]
+        assert [(e["source"], e["frame"], e["direction"]) for e in events] == [(f"{name}.avi", 8, "in")]
 
 
 @pytest.mark.parametrize(("zones", "message"), [
@@ -128,7 +127,7 @@ class GroundTruthBoxes:
 def test_infer_counts_the_synthetic_clip_like_its_true_crossings(tmp_path: Path) -> None:
     paths = write_tracking_video(tmp_path, seed=3, frames=120, objects=6)
     truth = json.loads(paths["counts"].read_text())
-    assert sum(line["in"] + line["out"] for line in truth["lines"].values()) == 5  # the clip has crossings
+    assert sum(line["in"] + line["out"] for line in truth["lines"].values()) > 0  # the clip has crossings
     detector = Detector(Backend(GroundTruthBoxes(paths["gt"]), CLASSES, "ground truth"))
     out = tmp_path / "out"
     summary = infer(compose_infer([f"source={paths['video']}", "tracker=bytetrack", "zones=synthetic",
