@@ -36,13 +36,13 @@ def instantiate_node(node: DictConfig) -> Any:
 
 def check_group_overrides(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """`group=option` command-line overrides whose option has no configs/<group>/<option>.yaml, as one line (Hydra
-    would answer with a page): e.g. tracker=nonsense, model/backbone=resnet42. A dict is the group's config inline
-    (`+zones={lines: {...}}`), not an option."""
+    would answer with a page): e.g. tracker=nonsense, model/backbone=resnet42. A dict or list is the group's config
+    inline (`+zones={lines: {...}}`), not an option."""
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         group = config_dir / key.replace(".", "/")
         # not a group, a sweep function such as choice(...), or hydra/*: Hydra's plugins add options of their own
-        if not group.is_dir() or "(" in value or key.startswith("hydra/") or value.lstrip().startswith("{"):
+        if not group.is_dir() or "(" in value or key.startswith("hydra/"):
             continue
         for option in sweep_options(value):
             inline = option.startswith(("{", "["))  # the group's keys written out: +zones={lines: {...}}
