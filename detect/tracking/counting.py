@@ -25,16 +25,20 @@ LINE_COLOR, POLYGON_COLOR = (255, 255, 255), (0, 215, 255)  # BGR
 
 @dataclass
 class Visit:
-    """A track inside a polygon: the frame it entered and the last frame it was seen inside."""
+    """A track inside a polygon: the frame it entered, the last frame it was seen inside, and since when it has been
+    seen outside (None: it has not, since then)."""
 
     entered: int
     last_seen: int
     class_name: str
+    outside_since: int | None = None
+    frames_outside: int = 0
 
 
 @dataclass
 class PolygonState:
     zone: sv.PolygonZone
+    min_frames: int  # frames seen outside in a row that end a visit
     inside: dict[int, Visit] = field(default_factory=dict)
     entries: Counter[str] = field(default_factory=Counter)
     exits: int = 0
@@ -54,7 +58,7 @@ class ZoneCounter:
         self._exit_after_frames = self.spec.exit_after_s * self._frames_per_s
         self._lines = {line.name: LineCrossings(line, self._frames_per_s) for line in self.spec.lines}
         self._polygons = {polygon.name: PolygonState(sv.PolygonZone(np.array(polygon.points),
-                                                                    (ANCHORS[polygon.anchor],)))
+                                                                    (ANCHORS[polygon.anchor],)), polygon.min_frames)
                           for polygon in self.spec.polygons}
         self._checked_size: tuple[int, int] | None = None
         self._last: Result | None = None
@@ -107,8 +111,9 @@ class ZoneCounter:
 
     def _update_polygon(self, result: Result, name: str, state: PolygonState, detections: sv.Detections,
                         names: np.ndarray) -> list[dict[str, Any]]:
-        """Entries of tracks seen inside, exits of tracks seen outside or unseen for exit_after_s; the occupancy is
-        the tracks inside after them (one unseen for less than exit_after_s still counts)."""
+        """Entries of tracks seen inside, exits of tracks seen outside `min_frames` frames in a row (at the first) or
+        unseen for exit_after_s (at the last seen inside); the occupancy is the tracks inside after them (one
+        outside or unseen for less still counts)."""
         inside = state.zone.trigger(detections)
         events, frame = [], result.frame
         seen = {int(track_id): bool(flag) for track_id, flag in zip(detections.tracker_id, inside)}
@@ -119,10 +124,14 @@ class ZoneCounter:
                 events.append(self._event(result, frame, track_id, names[index], name, "enter"))
             elif seen[track_id]:
                 state.inside[track_id].last_seen = frame
+                state.inside[track_id].outside_since, state.inside[track_id].frames_outside = None, 0
         for track_id, visit in list(state.inside.items()):
-            seen_outside = seen.get(track_id) is False
-            if seen_outside or frame - visit.last_seen > self._exit_after_frames:
-                exit_frame = frame if seen_outside else visit.last_seen
+            if seen.get(track_id) is False:
+                visit.outside_since = frame if visit.outside_since is None else visit.outside_since
+                visit.frames_outside += 1
+            left = visit.frames_outside >= state.min_frames
+            if left or frame - visit.last_seen > self._exit_after_frames:
+                exit_frame = visit.outside_since if left else visit.last_seen
                 duration = (exit_frame - visit.entered) / self._frames_per_s
                 state.exits += 1
                 state.durations_s.append(duration)

@@ -43,11 +43,13 @@ class LineZoneSpec:
 
 @dataclass(frozen=True)
 class PolygonZoneSpec:
-    """A polygon; a box is inside when its `anchor` point is."""
+    """A polygon; a box is inside when its `anchor` point is, and has left once seen outside `min_frames` frames in
+    a row (a box that jitters on the border stays one visit)."""
 
     name: str
     points: tuple[Point, ...]
     anchor: str = "bottom_center"
+    min_frames: int = 3
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,20 @@ def _line(name: str, settings: Mapping[str, Any]) -> LineZoneSpec:
 
 
 def _polygon(name: str, settings: Mapping[str, Any]) -> PolygonZoneSpec:
-    unknown = set(settings) - {"points", "anchor"}
+    unknown = set(settings) - {"points", "anchor", "min_frames"}
     if unknown or "points" not in settings:
-        raise DetectError(f"polygon {name!r} needs points (and optionally anchor), got {sorted(settings)}; "
-                          f"{ZONES_HELP}")
+        raise DetectError(f"polygon {name!r} needs points (and optionally anchor, min_frames), got "
+                          f"{sorted(settings)}; {ZONES_HELP}")
     points = tuple(_point(name, point) for point in settings["points"])
     if len(points) < 3 or len(set(points)) < 3:
         raise DetectError(f"polygon {name!r} has {len(set(points))} distinct points; it needs at least 3")
     anchor = str(settings.get("anchor", "bottom_center")).lower()
     if anchor not in ANCHORS:
         raise DetectError(f"polygon {name!r}: anchor={anchor!r} is not one of {', '.join(ANCHORS)}")
-    return PolygonZoneSpec(name, points, anchor)
+    min_frames = settings.get("min_frames", PolygonZoneSpec.min_frames)
+    if not isinstance(min_frames, int) or min_frames < 1:
+        raise DetectError(f"polygon {name!r}: min_frames={min_frames!r} must be a whole number >= 1")
+    return PolygonZoneSpec(name, points, anchor, min_frames)
 
 
 def load_zones(zones: str | Mapping[str, Any] | DictConfig | ZonesSpec) -> ZonesSpec:
