@@ -15,6 +15,7 @@ from detect.analysis.history import plot_history
 from detect.config import instantiate_node
 from detect.data.datamodule import DetectionDataModule
 from detect.engine.checkpoint_io import AtomicCheckpointIO
+from detect.engine.console import quiet_lightning
 from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
 from detect.engine.module import DetectionModule, log_images
@@ -26,12 +27,15 @@ from detect.utils.errors import DetectError, check_choice
 
 
 @rank_zero_only
-def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig,
+def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig, network: torch.nn.Module,
                   weight_lines: list[str]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
+    parameters = sum(p.numel() for p in network.parameters())
+    trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
         f"model Faster R-CNN {model.backbone.name}-FPN ({model.backbone.fpn_channels} ch, norm {model.backbone.norm}),"
+        f" {parameters / 1e6:.1f} M parameters ({trainable / 1e6:.1f} M trainable),"
         f" images resized to short side {model.min_size}, long side <= {model.max_size}",
         f"data {len(datamodule.classes)} classes ({', '.join(datamodule.classes.names[:8])}"
         f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images, {val.num_boxes} boxes from "
@@ -58,6 +62,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
 
     `callbacks` join the configured ones in a fit (detect.engine.sweep's pruning callback)."""
     check_train_config(cfg)
+    quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
     if cfg.resume:
@@ -88,7 +93,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), model, initial.lines)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         if cfg.plots and trainer.is_global_zero:
