@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 METADATA_KEY = "detect"
 DETECTOR_PREFIX = "model."  # the detector's keys in a checkpoint's state_dict (the module keeps it as `model`)
@@ -56,8 +56,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise DetectError(f"checkpoint {path} could not be read ({type(error).__name__}: {error}); "
-                          "pass a checkpoint saved by train.py or a plain state_dict") from error
+        reason = "the file is empty" if path.stat().st_size == 0 else first_line(error)
+        raise DetectError(f"checkpoint {path} could not be read ({reason}); pass a checkpoint saved by train.py "
+                          "or a state_dict saved with torch.save") from error
     if not isinstance(checkpoint, dict):
         raise DetectError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a state_dict")
     return checkpoint

@@ -20,7 +20,7 @@ from torchvision.models import WeightsEnum
 
 from detect.modeling.checkpoint import read_checkpoint, split_detector_checkpoint
 from detect.structures import Classes
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 # torchvision publishes a COCO-trained Faster R-CNN for R50-FPN only.
 DETECTOR_WEIGHT_ENUMS = {"resnet50": torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights}
@@ -79,14 +79,14 @@ def torchvision_state_dict(weights: WeightsEnum, what: str, instead: str) -> dic
             torch.hub.download_url_to_file(weights.url, str(path), progress=True)  # a temporary file, then a rename
         except Exception as error:  # URLError, HTTPError, socket and disk errors all mean the same to the user
             raise DetectError(f"{what} needs {weights.url}, which could not be downloaded "
-                              f"({type(error).__name__}: {error}); offline, place that file at {path} "
+                              f"({first_line(error)}); offline, place that file at {path} "
                               f"($TORCH_HOME/hub/checkpoints/{path.name}), or {instead}") from None
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state_dict, dict):
             raise TypeError(f"it holds a {type(state_dict).__name__}, not a state_dict")
     except Exception as error:  # truncated or foreign files raise several types
-        raise DetectError(f"{what}: the cached file {path} is corrupt ({type(error).__name__}: {error}); "
+        raise DetectError(f"{what}: the cached file {path} is corrupt ({first_line(error)}); "
                           f"delete it to download it again from {weights.url}, or put a good copy there") from None
     return state_dict
 
