@@ -3,7 +3,7 @@ functions on broken files (a text file named .ckpt, garbage .xml / .onnx / .jpg 
 
 from __future__ import annotations
 
-import argparse
+import fractions
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +35,7 @@ CASES: dict[str, tuple[str, bytes | None, Callable[[Path], Any], str]] = {
     "torch.load text": ("text.ckpt", TEXT, Detector.load, "pass a checkpoint saved by train.py"),
     "torch.load empty": ("empty.pth", b"", Detector.load, "pass a checkpoint saved by train.py"),
     "torch.load bad zip": ("zip.pt", b"PK\x03\x04garbage", Detector.load, "pass a checkpoint saved by train.py"),
-    "torch.load object": ("namespace.ckpt", None, Detector.load, "pass a checkpoint saved by train.py"),
+    "torch.load object": ("fraction.ckpt", None, Detector.load, "pass a checkpoint saved by train.py"),
     "OpenVINO read_model": ("model.xml", b"<net>garbage", Detector.load, "export it again"),
     "onnxruntime session": ("model.onnx", TEXT, Detector.load, "export it again"),
     "cv2 imread": ("photo.jpg", TEXT, lambda path: Detector.load(backbone="resnet18", min_size=64, max_size=64)(path),
@@ -56,7 +56,7 @@ def test_a_wrapped_library_error_is_one_line_naming_the_file_and_what_to_do(tmp_
     name, content, entry, advice = CASES[case]
     path = tmp_path / name
     if content is None:  # a pickled Python object torch's weights-only loader refuses with paragraphs of advice
-        torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+        torch.save({"lr": fractions.Fraction(1, 10)}, path)
     else:
         path.write_bytes(content)
     with pytest.raises(DetectError) as raised:
