@@ -18,9 +18,10 @@ FIRST_LINE_LIMIT = 200  # characters of a library's line kept in a message
 
 
 def first_line(error: BaseException, typed: bool = True) -> str:
-    """The first meaningful line of a library's error (its first sentence, at most `FIRST_LINE_LIMIT` characters),
-    as `Type: line` unless not `typed`: torch's weights-only advice, OpenVINO's `Exception from src/...` locations,
-    empty lines and headers ending in ':' (load_state_dict's) are skipped; a YAML error gives its line and column."""
+    """The first meaningful line of a library's error as `Type: line` (unless not `typed`): torch's weights-only
+    advice, OpenVINO's `Exception from src/...` locations, empty lines and headers ending in ':' (load_state_dict's)
+    skipped; a YAML error gives its line and column. A line over `FIRST_LINE_LIMIT` characters keeps its first
+    sentence, cut at the limit if still longer."""
     text = str(error).split(REASON_MARKER)[-1]
     mark = getattr(error, "problem_mark", None)  # yaml's MarkedYAMLError
     if getattr(error, "problem", None) and mark is not None:
@@ -28,7 +29,9 @@ def first_line(error: BaseException, typed: bool = True) -> str:
     lines = [line.strip() for line in text.splitlines()
              if line.strip() and not line.strip().startswith("Exception from ")]
     lines = [line for line in lines if not line.endswith(":")] or lines
-    line = re.split(r"(?<=\.)\s", lines[0], maxsplit=1)[0] if lines else ""
+    line = lines[0] if lines else ""
+    if len(line) > FIRST_LINE_LIMIT:  # its first sentence, or its beginning
+        line = re.split(r"(?<=\.)\s", line, maxsplit=1)[0]
     if len(line) > FIRST_LINE_LIMIT:
         line = line[:FIRST_LINE_LIMIT - 3].rstrip() + "..."
     name = type(error).__name__

@@ -69,8 +69,10 @@ def test_a_wrapped_library_error_is_one_line_naming_the_file_and_what_to_do(tmp_
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("Weights only load failed. In PyTorch 2.6, ...\nPlease file an issue: WeightsUnpickler error: \n\nUnsupported "
-     "global: GLOBAL a.B was not an allowed global by default. Please use `add_safe_globals`.\n\nCheck the docs",
+     f"global: GLOBAL a.B was not an allowed global by default. Please use {'`add_safe_globals` ' * 20}.\n\nCheck",
      "RuntimeError: Unsupported global: GLOBAL a.B was not an allowed global by default."),
+    ("Could not append to config. An item is already at 'a'.\nEither remove + prefix",
+     "RuntimeError: Could not append to config. An item is already at 'a'."),
     ("Exception from src/core.cpp:84:\nException from src/reader.cpp:1:\nUnable to read model.xml\n\n",
      "RuntimeError: Unable to read model.xml"),
     ("Error(s) in loading state_dict for ResNet:\n\tsize mismatch for fc.weight: copying a param",
