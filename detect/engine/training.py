@@ -21,7 +21,7 @@ from detect.engine.initial_weights import resolve_initial_weights
 from detect.engine.module import DetectionModule, log_images
 from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
-from detect.modeling.checkpoint import read_checkpoint
+from detect.modeling.checkpoint import missing_checkpoint, read_checkpoint
 from detect.modeling.model import SYNC_BN_NEEDS_GPUS, check_model_config
 from detect.utils.errors import DetectError, check_choice
 
@@ -139,4 +139,4 @@ def check_train_config(cfg: DictConfig) -> None:
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
         raise DetectError(f"resume={cfg.resume} continues a training run: use it alone (no ckpt_path, mode=fit)")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
-        raise DetectError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+        raise DetectError(f"ckpt_path={cfg.ckpt_path} {missing_checkpoint(Path(cfg.ckpt_path))}")

@@ -21,7 +21,7 @@ import torch
 
 from detect.structures import Classes
 from detect.utils.cpu import lacks_fast_units
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized ops; the rest stays f32
 METADATA_SECTION = "detect"  # the IR's rt_info section that holds the export's metadata (task, classes, model)
@@ -83,7 +83,8 @@ class OpenVinoDetector:
         try:
             self.model = self.core.read_model(str(path))
         except RuntimeError as error:
-            raise DetectError(f"OpenVINO model {path} could not be read ({str(error)[:200]}); export it again") from None
+            raise DetectError(f"OpenVINO model {path} could not be read ({first_line(error)}); export it again "
+                              "with `python -m detect.export format=openvino weights=<checkpoint>`") from None
         quantized = is_quantized(self.model)
         if (precision == "int8") != quantized:
             raise DetectError(f"{path} is {'an int8' if quantized else 'a float'} model but precision={precision}; "
