@@ -30,7 +30,7 @@ from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
 from detect.structures import to_coco_results
 from detect.utils.cpu import cpu_description
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 from detect.utils.plotting import plt, save_figure
 from detect.utils.timing import summarize
 
@@ -99,7 +99,7 @@ def run_format(backend: str, precision: str, outputs: int | None, cfg: DictConfi
                                  score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=calibration)
         results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)
     except Exception as error:  # a format that cannot load or run is a row of the table, not the end of it
-        return row | {"status": "failed", "reason": f"{type(error).__name__}: {str(error)[:300]}"}
+        return row | {"status": "failed", "reason": first_line(error)}
     evaluation = evaluate_coco(coco, results, detector.backend.classes, [entry["id"] for entry in images])
     timing = summarize(model_ms)
     return row | {"status": "measured", "size_mib": sum(f.stat().st_size for f in detector.backend.files) / 2**20,
