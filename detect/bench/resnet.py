@@ -1,7 +1,8 @@
 """The ResNet sweep: every combination of task, depth, input size, batch, precision and backend, timed right.
 
 For each point: parameters, FLOPs counted for its input, median/p90/p99 latency, throughput, peak memory, achieved
-TFLOP/s and its share of a matmul peak measured on the spot. ONNX Runtime points are checked against PyTorch first.
+TFLOP/s and its share of a matmul peak measured on the spot. The runtimes (ONNX Runtime, OpenVINO fp32 / bf16 / int8,
+OpenCV DNN: `detect.bench.runtimes`) are checked against PyTorch first.
 """
 
 from __future__ import annotations

@@ -117,10 +117,8 @@ def open_runner(backend: str, precision: str, workload: Workload, size: str) -> 
     if backend == "openvino":
         runner_class = OpenVinoDetector if workload.task == "detector" else OpenVinoModel
         return runner_class(workload.ir_file(size, precision), precision, threads)
-    if backend == "opencv":
-        model = OpenCvModel(workload.onnx_file(size), threads)
-        return _detector_of(model) if workload.task == "detector" else model
-    raise DetectError(f"backend={backend!r} is not a runtime; choose one of {', '.join(RUNTIMES)}")
+    model = OpenCvModel(workload.onnx_file(size), threads)  # opencv
+    return _detector_of(model) if workload.task == "detector" else model
 
 
 def runtime_call(backend: str, precision: str, workload: Workload, size: str,
