@@ -7,21 +7,25 @@ import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import onnxruntime as ort
+import openvino as ov
 import torch
 from omegaconf import DictConfig
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """`speedup`: the eager median of the same task, depth, size, batch and precision over this point's median."""
+    """`speedup`: the eager median of the same task, depth, size, batch and precision over this point's median
+    (eager fp32 for int8, which PyTorch does not run here)."""
     eager = {(r["task"], r["backbone"], r["size"], r["batch"], r["precision"]): r.get("median_ms")
              for r in rows if r["backend"] == "eager"}
     for row in rows:
-        base = eager.get((row["task"], row["backbone"], row["size"], row["batch"], row["precision"]))
+        precision = "fp32" if row["precision"] == "int8" else row["precision"]
+        base = eager.get((row["task"], row["backbone"], row["size"], row["batch"], precision))
         row["speedup"] = base / row["median_ms"] if base and row.get("median_ms") else None
 
 
-COLUMNS = ["task", "backbone", "size", "batch", "precision", "backend", "device", "params_m", "gflops_per_image",
+COLUMNS = ["task", "backbone", "size", "batch", "precision", "backend", "device", "status", "params_m", "gflops_per_image",
            "median_ms", "p90_ms", "p99_ms", "mean_ms", "img_per_s", "tflops", "peak_tflops", "peak_share", "speedup",
            "vram_alloc_mib", "vram_reserved_mib", "peak_rss_mib", "cpu_system_share", "other_cores", "warmup_runs", "first_call_ms", "runs", "event_ms",
            "unsync_ms", "parity", "note"]
@@ -47,7 +51,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     cpu = all(r["device"] == "cpu" for r in rows)
     header = ["task", "backbone", "size", "batch", "prec", "backend", "params M", "GFLOP/img", "median ms", "p90 ms",
               "p99 ms", "img/s", "TFLOP/s", "% of peak", "vs eager", "peak RSS MiB" if cpu else "VRAM alloc/res MiB",
-              "sys CPU", "other cores", "warm-up", "runs", "note"]
+              "sys CPU", "other cores", "warm-up", "runs", "status", "note / parity"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         memory = _fmt(r.get("peak_rss_mib"), 4) if cpu else (
@@ -60,7 +64,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                  f"{r['speedup']:.2f}x" if r.get("speedup") else "", memory,
                  f"{r['cpu_system_share']:.0%}" if r.get("cpu_system_share") is not None else "",
                  _fmt(r.get("other_cores"), 2),
-                 _fmt(r.get("warmup_runs")), _fmt(r.get("runs")), r.get("note") or r.get("parity") or ""]
+                 _fmt(r.get("warmup_runs")), _fmt(r.get("runs")), r["status"], r.get("note") or r.get("parity") or ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -72,7 +76,8 @@ def method_text(cfg: DictConfig, device: torch.device) -> str:
     lines = [
         (f"device {device}, {torch.get_num_threads()} torch threads, ONNX Runtime intra-op threads "
          f"{cfg.onnxruntime.threads or torch.get_num_threads()} (graph optimization {cfg.onnxruntime.optimization}); "
-         f"torch {torch.__version__}, onnxruntime {ort.__version__}"),
+         f"torch {torch.__version__}, onnxruntime {ort.__version__}, OpenVINO {ov.__version__.split('-')[0]} "
+         f"(CPU plugin, LATENCY hint, the input's shape compiled), OpenCV {cv2.__version__} DNN (its CPU backend)"),
         (f"per point: warm-up until >= {cfg.warmup.min_runs} calls and >= {cfg.warmup.min_s:g} s, then calls timed one "
          f"by one ({clock}) until {cfg.repeats.budget_s:g} s and >= {cfg.repeats.min_runs} calls "
          f"(at most {cfg.repeats.max_runs})"),
@@ -87,7 +92,12 @@ def method_text(cfg: DictConfig, device: torch.device) -> str:
          "sys CPU: the part of this process's CPU time spent in the kernel (page faults of freed and re-allocated "
          "tensors); other cores: CPU cores other processes or the hypervisor kept busy during the timed calls "
          "(above 0.1 they slowed the figures)"),
-        "ONNX Runtime points are first checked against PyTorch fp32 eager on the point's own input (parity column)",
+        ("runtime points (onnxruntime, openvino, opencv: the same ONNX export) are first checked against PyTorch fp32 "
+         "eager on the point's own input (parity column); fp32 must match (logits_rel, box_px), OpenVINO bf16 and int8 "
+         f"get looser bounds (bf16_rel {cfg.parity.bf16_rel:g}, int8_rel {cfg.parity.int8_rel:g} of the largest output; "
+         "the detector: boxes agreeing both ways); a point that misses is reported failed, not timed"),
+        (f"int8: NNCF post-training quantization calibrated on {cfg.int8_calibration} random images of the point's "
+         "size (fit for timing; its accuracy on real images is the format table's); vs eager: eager fp32"),
     ]
     return "Method:\n- " + "\n- ".join(lines)
 

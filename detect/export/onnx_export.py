@@ -119,10 +119,11 @@ def export_onnx(network: nn.Module, task: str, example: torch.Tensor, path: str 
         dynamic_axes = {"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in output_names}}
     else:
         args, input_names = (example,), ["images"]
-        output_names = ["logits"] if task == "classifier" else list(FEATURE_NAMES)
+        # "level_0" ...: torch 2.15's exporter rejects a bare number as an output name ("Invalid name: '0'")
+        output_names = ["logits"] if task == "classifier" else [f"level_{n}" for n in FEATURE_NAMES]
         image_axes = {0: "batch", 2: "height", 3: "width"}
         dynamic_axes = {"images": image_axes,
-                        **{n: {0: "batch"} if task == "classifier" else {0: "batch", 2: f"h{n}", 3: f"w{n}"}
+                        **{n: {0: "batch"} if task == "classifier" else {0: "batch", 2: f"h_{n}", 3: f"w_{n}"}
                            for n in output_names}}
     with (warnings.catch_warnings(), torch.no_grad(),
           mock.patch.object(detection_transform, "_resize_image_and_masks", _resize_as_eager),

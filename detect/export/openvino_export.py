@@ -44,18 +44,24 @@ def onnx_to_openvino(onnx_path: str | Path, xml_path: str | Path) -> Path:
 def quantize_int8(xml_path: str | Path, images: Sequence[np.ndarray], int8_path: str | Path,
                   float_roi_head: bool = False) -> Path:
     """NNCF post-training quantization of an f32 IR on `images` (BGR, as read), the box head kept in f32 on ask."""
-    import nncf  # slow to import: only when int8 is asked for
-
     if not images:
         raise DetectError("int8 quantization needs calibration images; none were given")
-    model = ov.Core().read_model(str(xml_path))
     inputs = [to_model_input(image, torch.device("cpu")).numpy() for image in images]
+    return quantize_inputs(xml_path, inputs, int8_path, float_roi_head)
+
+
+def quantize_inputs(xml_path: str | Path, inputs: Sequence[np.ndarray], int8_path: str | Path,
+                    float_roi_head: bool = False) -> Path:
+    """NNCF post-training quantization of an f32 IR calibrated on `inputs`, arrays as the IR reads them."""
+    import nncf  # slow to import: only when int8 is asked for
+
+    model = ov.Core().read_model(str(xml_path))
     ignored = nncf.IgnoredScope(types=list(FLOAT_OP_TYPES), patterns=[ROI_HEAD_SCOPE] if float_roi_head else [],
                                 validate=False)
     # 7-bit weights in every layer: without VNNI the int8 dot products add pairs of products in saturating 16-bit
     # sums, which 8-bit weights overflow (NNCF's default fixes the first layer only)
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE)
-    quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), ignored_scope=ignored,
+    quantized = nncf.quantize(model, nncf.Dataset(list(inputs)), subset_size=len(inputs), ignored_scope=ignored,
                               advanced_parameters=advanced)
     int8_path = Path(int8_path)
     quantized.set_rt_info(os.path.relpath(xml_path, int8_path.parent), [METADATA_SECTION, FLOAT_IR_KEY])

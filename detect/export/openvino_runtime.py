@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +67,10 @@ def low_precision_tail(compiled: ov.CompiledModel, stop_at: tuple[str, ...] = NE
     return found
 
 
-class OpenVinoDetector:
-    """An OpenVINO IR of the exported detector on the CPU (see the module docstring); `classes` from the IR."""
+class OpenVinoIR:
+    """An OpenVINO IR read for the CPU at `precision` (see the module docstring), compiled per input shape."""
 
-    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None,
-                 static_shapes: bool = True) -> None:
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise DetectError(f"OpenVINO model {path} does not exist; write one with "
@@ -97,10 +96,47 @@ class OpenVinoDetector:
         self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
-        self.static_shapes = static_shapes
         self._requests: dict[tuple[int, ...] | None, ov.InferRequest] = {}  # None: the dynamic-shape model
-        self._seen: dict[tuple[int, ...], int] = {}
         self.metadata = read_metadata(self.model)
+
+    def compiled(self, shape: tuple[int, ...] | None) -> ov.InferRequest:
+        """The infer request of the model compiled for an input of `shape` (None: any shape), compiled once."""
+        if shape not in self._requests:
+            model = self.model
+            if shape is not None:
+                model = self.model.clone()
+                model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
+            self._requests[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        return self._requests[shape]
+
+
+class OpenVinoModel(OpenVinoIR):
+    """A classifier's or backbone's IR called like `OnnxModel`: `model(images=batch)` gives its outputs as tensors;
+    `bind(images=batch)` gives the call to time (the batch's own shape compiled, its memory read in place)."""
+
+    def _request(self, inputs: dict[str, torch.Tensor]) -> tuple[ov.InferRequest, np.ndarray]:
+        (images,) = inputs.values()
+        pixels = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
+        return self.compiled(pixels.shape), pixels
+
+    def bind(self, **inputs: torch.Tensor) -> Callable[[], object]:
+        request, pixels = self._request(inputs)
+        return lambda: request.infer({0: pixels}, share_inputs=True)
+
+    def __call__(self, **inputs: torch.Tensor) -> list[torch.Tensor]:
+        request, pixels = self._request(inputs)
+        request.infer({0: pixels})
+        return [torch.from_numpy(tensor.data.copy()) for tensor in request.output_tensors]
+
+
+class OpenVinoDetector(OpenVinoIR):
+    """An OpenVINO IR of the exported detector on the CPU (see the module docstring); `classes` from the IR."""
+
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None,
+                 static_shapes: bool = True) -> None:
+        super().__init__(path, precision, threads)
+        self.static_shapes = static_shapes
+        self._seen: dict[tuple[int, ...], int] = {}
         names = self.metadata.get("class_names")
         self.classes = Classes(json.loads(names), json.loads(self.metadata["category_ids"])) if names else None
 
@@ -111,14 +147,7 @@ class OpenVinoDetector:
             return self._requests[shape]
         self._seen[shape] = self._seen.get(shape, 0) + 1
         static = self.static_shapes and self._seen[shape] >= 2 and len(self._requests) <= MAX_STATIC_SHAPES
-        key = shape if static else None
-        if key not in self._requests:
-            model = self.model
-            if static:
-                model = self.model.clone()
-                model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
-            self._requests[key] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-        return self._requests[key]
+        return self.compiled(shape if static else None)
 
     def __call__(self, images: Iterable[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         results = []

@@ -18,18 +18,15 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import torch
-from torchvision.ops import box_iou
 
 from detect.export.openvino_runtime import FLOAT_IR_KEY, OpenVinoDetector, read_metadata
+from detect.export.parity import MIN_AGREEMENT, box_agreement
 from detect.modeling.preprocess import to_model_input
 from detect.utils.cpu import cpu_description
 from detect.utils.errors import DetectError
 
 CHECKS_FILE = "precision_checks.json"
 CHECK_IMAGES = 8  # images both IRs run on at the first load on a CPU
-MATCH_IOU = 0.5  # a box agrees with one of the same class that overlaps it this much
-MATCH_SCORE = 0.3  # boxes scored lower are noise to both precisions and left out of the comparison
-MIN_AGREEMENT = 0.8  # the check passes when this fraction of each side's boxes has a match on the other
 MIN_BOXES = 10  # fewer fp32 boxes on the images decide nothing: the IR runs, with a line saying so
 
 DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
@@ -59,28 +56,6 @@ def cpu_key() -> str:
     """What picks the kernels: the CPU's model and flags, and oneDNN's ISA cap when one is set."""
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return cpu_description() + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
-
-
-def _matched(boxes: torch.Tensor, labels: torch.Tensor, others: torch.Tensor, other_labels: torch.Tensor) -> int:
-    """How many of `boxes` overlap a box of `others` of the same label by MATCH_IOU."""
-    if len(boxes) == 0 or len(others) == 0:
-        return 0
-    overlap = box_iou(boxes, others) * (labels[:, None] == other_labels[None, :])
-    return int((overlap.max(dim=1).values >= MATCH_IOU).sum())
-
-
-def box_agreement(reference: Sequence[dict[str, torch.Tensor]],
-                  candidate: Sequence[dict[str, torch.Tensor]]) -> tuple[float, int]:
-    """(agreement, reference boxes): the worse of the fraction of reference boxes with a match among the candidate's
-    and the reverse, over boxes scored MATCH_SCORE or more; 1.0 where neither side has any."""
-    kept = [[{key: output[key][output["scores"] >= MATCH_SCORE] for key in ("boxes", "labels")} for output in side]
-            for side in (reference, candidate)]
-    totals = [sum(len(output["boxes"]) for output in side) for side in kept]
-    hits = [sum(_matched(a["boxes"], a["labels"], b["boxes"], b["labels"]) for a, b in zip(first, second))
-            for first, second in ((kept[0], kept[1]), (kept[1], kept[0]))]
-    fractions = [hit / total if total else float(totals[1 - side] == 0) for side, (hit, total)
-                 in enumerate(zip(hits, totals))]
-    return min(fractions), totals[0]
 
 
 def compare(reference: DetectorCall, candidate: DetectorCall, precision: str,

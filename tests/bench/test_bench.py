@@ -14,9 +14,11 @@ import torchvision
 from omegaconf import DictConfig
 
 from detect.bench.measure import count_flops, keep_timing, peak_rss_since_reset_mb, reset_peak_rss, time_calls
-from detect.bench.resnet import Point, Workload, prepare_call, random_inputs, run_sweep, sweep_points
+from detect.bench import resnet
+from detect.bench.resnet import Point, Workload, prepare_call, random_inputs, run_point, run_sweep, sweep_points
 from detect.bench.resnet_report import add_speedups
 from detect.config import compose
+from detect.utils.cpu import lacks_fast_units
 from detect.utils.errors import DetectError
 
 FAST = ["warmup.min_runs=1", "warmup.min_s=0", "repeats.budget_s=0.05", "repeats.min_runs=2", "peak_matmul.cpu=256"]
@@ -100,9 +102,9 @@ def test_tiny_sweep_writes_csv_table_and_plots(tmp_path: Path, capsys: pytest.Ca
         rows = list(csv.DictReader(file))
     assert len(rows) == 2 * 2 * 2 * 2 * 2
     timed = [r for r in rows if r["median_ms"]]
-    skipped = [r for r in rows if r["note"].startswith("skipped")]
+    skipped = [r for r in rows if r["status"] == "skipped"]
     assert len(skipped) == 8 and all(r["backend"] == "onnxruntime" and r["precision"] == "bf16" for r in skipped)
-    assert len(timed) == 24
+    assert len(timed) == 24 and all(r["status"] == "measured" for r in timed)
     for row in timed:
         assert 0 < float(row["median_ms"]) <= float(row["p90_ms"]) <= float(row["p99_ms"])
         assert float(row["img_per_s"]) == pytest.approx(int(row["batch"]) / float(row["median_ms"]) * 1000, rel=1e-6)
@@ -133,6 +135,58 @@ def test_tiny_detector_sweep_checks_onnx_parity_before_timing(tmp_path: Path) ->
         assert "(limits 1 px, 0.001)" in row["parity"] and "detections matched" in row["parity"]
         assert row["speedup"] == pytest.approx(rows[0 if row["batch"] == 1 else 2]["median_ms"] / row["median_ms"])
     assert (tmp_path / "onnx" / "detector_resnet18_128x160.onnx").is_file()
+
+
+def test_tiny_sweep_times_openvino_and_opencv_after_parity(tmp_path: Path) -> None:
+    cfg = bench_config([*FAST, "task=[classifier,backbone]", "backbone=resnet18", "size=32", "batch=1",
+                        "precision=[fp32,bf16,int8]", "backend=[eager,openvino,opencv]", "int8_calibration=2",
+                        f"output_dir={tmp_path}"])
+    rows = {(r["task"], r["precision"], r["backend"]): r for r in run_sweep(cfg)}
+    assert len(rows) == 2 * 3 * 3
+    bf16 = not lacks_fast_units("bf16")
+    for task in ("classifier", "backbone"):
+        measured = [("fp32", "eager"), ("fp32", "openvino"), ("fp32", "opencv"), ("int8", "openvino"),
+                    *([("bf16", "eager"), ("bf16", "openvino")] if bf16 else [])]
+        for key in measured:
+            row = rows[(task, *key)]
+            assert row["status"] == "measured" and row["median_ms"] > 0 and row["runs"] >= 2, row
+        for backend in ("openvino", "opencv"):  # checked against PyTorch fp32 before timing
+            assert "relative (limit 0.0001)" in rows[(task, "fp32", backend)]["parity"]
+        assert "(limit 0.25); calibrated on 2 random images" in rows[(task, "int8", "openvino")]["parity"]
+        assert rows[(task, "int8", "openvino")]["speedup"] == pytest.approx(
+            rows[(task, "fp32", "eager")]["median_ms"] / rows[(task, "int8", "openvino")]["median_ms"])
+        if bf16:
+            assert "(limit 0.05)" in rows[(task, "bf16", "openvino")]["parity"]
+        assert rows[(task, "int8", "opencv")]["note"] == "int8 runs on openvino only (NNCF's quantization)"
+        assert rows[(task, "bf16", "opencv")] | {"status": "skipped", "note": "opencv runs the fp32 export"} == \
+            rows[(task, "bf16", "opencv")]
+    assert (tmp_path / "onnx" / "backbone_resnet18_any_int8_32x32.xml").is_file()
+    assert (tmp_path / "backend_speedups.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_cpu_without_bf16_skips_openvino_bf16_with_the_reason(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resnet, "lacks_fast_units", lambda precision: "this CPU has neither avx512_bf16 nor amx_bf16")
+    cfg = bench_config([*FAST, f"output_dir={tmp_path}"])
+    workload = Workload(cfg, "classifier", "resnet18", "32x32", torch.device("cpu"))
+    row = run_point(Point("classifier", "resnet18", "32x32", 1, "bf16", "openvino"), workload, cfg,
+                    torch.device("cpu"), {})
+    assert row == row | {"status": "skipped", "note": "this CPU has neither avx512_bf16 nor amx_bf16 (OpenVINO would run fp32)"}
+    assert "median_ms" not in row
+
+
+def test_tiny_detector_sweep_reports_what_opencv_cannot_run(tmp_path: Path) -> None:
+    cfg = bench_config([*FAST, "task=detector", "backbone=resnet18", "size=[128x160]", "batch=1",
+                        "backend=[openvino,opencv]", "detector_classes=4", "model.rpn.pre_nms_top_n_test=100",
+                        "model.rpn.post_nms_top_n_test=30", f"output_dir={tmp_path}"])
+    openvino, opencv = run_sweep(cfg)
+    assert openvino["status"] == "measured" and openvino["median_ms"] > 0
+    assert "detections matched" in openvino["parity"] and "(limits 1 px, 0.001)" in openvino["parity"]
+    if opencv["status"] == "failed":  # OpenCV 5.0's importer reads the graph, its NMS/RoIAlign part does not run
+        assert opencv["note"].startswith("OpenCV ") and "DNN cannot" in opencv["note"] and "median_ms" not in opencv
+    else:
+        assert opencv["status"] == "measured" and "detections matched" in opencv["parity"]
+    assert "| detector | resnet18 | 128x160 | 1 | fp32 | opencv |" in (tmp_path / "table.md").read_text()
 
 
 def live_resnets() -> list[torchvision.models.ResNet]:
