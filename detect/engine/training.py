@@ -17,6 +17,7 @@ from detect.data.datamodule import DetectionDataModule
 from detect.engine.checkpoint_io import AtomicCheckpointIO
 from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
+from detect.engine.lr_scaling import LrScaling, lr_scaling, scaled_configs
 from detect.engine.module import DetectionModule, log_images
 from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
@@ -27,7 +28,7 @@ from detect.utils.errors import DetectError, check_choice
 
 @rank_zero_only
 def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig,
-                  weight_lines: list[str]) -> None:
+                  weight_lines: list[str], scaling: LrScaling) -> None:
     train, val = datamodule.train_set, datamodule.val_set
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
@@ -43,8 +44,8 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
                      f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
                      f"dropped, {train.num_empty_dropped} images without boxes dropped")
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
-                     f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr}, "
-                     f"precision {cfg.trainer.precision}")
+                     f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
+        lines.append(scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")))
     for dataset in (val, train):
         if dataset is not None:
             lines += [f"data check: {line}" for line in dataset.report.lines()]
@@ -77,9 +78,11 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
                           f"but the val set has {classes.category_ids}; evaluate it on its own dataset")
     model = initial.build(classes)
 
+    scaling = lr_scaling(cfg)
+    optimizer, scheduler = scaled_configs(cfg, scaling)
     module = DetectionModule(
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes, cfg.evaluation.backend),
-        optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
+        optimizer=instantiate(optimizer), scheduler=instantiate(scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
     )
     trainer: L.Trainer = instantiate(
@@ -88,7 +91,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines, scaling)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         if cfg.plots and trainer.is_global_zero:
@@ -119,6 +122,7 @@ def check_train_config(cfg: DictConfig) -> None:
     check_model_config(cfg.model)
     if cfg.optim.lr <= 0:
         raise DetectError(f"optim.lr={cfg.optim.lr} must be > 0")
+    lr_scaling(cfg)
     if cfg.optim.get("weight_decay", 0) < 0:
         raise DetectError(f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
     if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
