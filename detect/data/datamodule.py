@@ -14,12 +14,15 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 
 from detect.data.checks import BAD_IMAGE_POLICIES
 from detect.data.coco import CocoDetection, SplitReader, read_checked, train_transforms
-from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
+from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups, collate,
+                                  repeat_factors)
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
 from detect.data.voc import read_voc_split, split_ids, voc_class_names
 from detect.data.yolo import read_data_yaml, read_yolo_split, split_sources
 from detect.structures import Classes
 from detect.utils.errors import DetectError, check_choice
+
+SAMPLERS = ("uniform", "repeat_factor")
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -30,7 +33,8 @@ class DetectionDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 2, val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
                  aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
-                 on_bad_image: str = "skip") -> None:
+                 on_bad_image: str = "skip", sampler: str = "uniform", repeat_threshold: float = 0.1,
+                 repeat_sqrt: bool = True) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
             raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
@@ -40,6 +44,14 @@ class DetectionDataModule(L.LightningDataModule):
         self.aspect_ratio_group_factor, self.shuffle, self.seed = aspect_ratio_group_factor, shuffle, seed
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
+        check_choice("data.sampler", sampler, SAMPLERS)
+        if not isinstance(repeat_threshold, (int, float)) or not 0 < repeat_threshold <= 1:
+            raise DetectError(f"data.repeat_threshold={repeat_threshold} must be in (0, 1]: the fraction of the "
+                              "training images below which a class is repeated")
+        if not isinstance(repeat_sqrt, bool):
+            raise DetectError(f"data.repeat_sqrt={repeat_sqrt} must be true or false")
+        self.sampler, self.repeat_threshold, self.repeat_sqrt = sampler, repeat_threshold, repeat_sqrt
+        self.repeat: RepeatFactors | None = None
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
 
@@ -73,6 +85,22 @@ class DetectionDataModule(L.LightningDataModule):
             if self.train_set.classes != self.val_set.classes:
                 raise DetectError(f"{self.source('train')} and {self.source('val')} list different categories; "
                                   "both splits need the same 'categories'")
+            if self.sampler == "repeat_factor":
+                labels = [self.train_set.records.target(index)[1] for index in range(len(self.train_set))]
+                self.repeat = repeat_factors(labels, self.repeat_threshold, self.repeat_sqrt)
+
+    def sampling_line(self) -> str:
+        """The header's account of the training sampler (after `setup`)."""
+        if self.repeat is None:
+            return f"sampler uniform: every training image once an epoch ({len(self.train_set)} images)"
+        fraction, factor = self.repeat.class_fraction, self.repeat.class_factor
+        rarest, commonest = min(fraction, key=fraction.get), max(fraction, key=fraction.get)
+        names = self.classes.names
+        return (f"sampler repeat_factor (data.repeat_threshold={self.repeat_threshold:g}, "
+                f"{'sqrt(t/f)' if self.repeat_sqrt else 't/f'}): rarest class {names[rarest - 1]} (in "
+                f"{fraction[rarest]:.1%} of the images) x{factor[rarest]:.2f}, commonest {names[commonest - 1]} "
+                f"({fraction[commonest]:.1%}) x{factor[commonest]:.2f}; {self.repeat.images.sum():.0f} images an "
+                f"epoch instead of {len(self.train_set)}")
 
     @property
     def classes(self) -> Classes:
@@ -93,7 +121,9 @@ class DetectionDataModule(L.LightningDataModule):
         """This rank's shard in an order set by (seed, epoch), grouped by aspect ratio; a run resumed mid-epoch goes
         on with the rest of that epoch's order (no image twice, none skipped)."""
         world_size, rank = self._world()
-        sampler = DistributedSampler(self.train_set, world_size, rank, shuffle=self.shuffle, seed=self.seed)
+        sampler = (DistributedSampler(self.train_set, world_size, rank, shuffle=self.shuffle, seed=self.seed)
+                   if self.repeat is None else
+                   RepeatFactorSampler(self.repeat.images, world_size, rank, shuffle=self.shuffle, seed=self.seed))
         groups = (aspect_ratio_groups(self.train_set.aspect_ratios(), self.aspect_ratio_group_factor)
                   if self.aspect_ratio_group_factor >= 0 else [0] * len(self.train_set))
         batch_sampler = GroupedBatchSampler(sampler, groups, self.batch_size)

@@ -43,6 +43,7 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
         lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
                      f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
                      f"dropped, {train.num_empty_dropped} images without boxes dropped")
+        lines.append(datamodule.sampling_line())
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
         lines.append(scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")))
