@@ -19,6 +19,7 @@ from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
 from detect.engine.lr_scaling import LrScaling, lr_scaling, scaled_configs
 from detect.engine.module import DetectionModule, log_images
+from detect.engine.recipe_callbacks import recipe_lines, stop_lines
 from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
 from detect.modeling.checkpoint import read_checkpoint
@@ -28,7 +29,7 @@ from detect.utils.errors import DetectError, check_choice
 
 @rank_zero_only
 def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig,
-                  weight_lines: list[str], scaling: LrScaling) -> None:
+                  weight_lines: list[str], scaling: LrScaling, callbacks: list[L.Callback]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
@@ -46,7 +47,7 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
         lines.append(datamodule.sampling_line())
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
-        lines.append(scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")))
+        lines += [scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")), *recipe_lines(callbacks)]
     for dataset in (val, train):
         if dataset is not None:
             lines += [f"data check: {line}" for line in dataset.report.lines()]
@@ -60,6 +61,8 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
 
     `callbacks` join the configured ones in a fit (detect.engine.sweep's pruning callback)."""
     check_train_config(cfg)
+    configured = [callback for callback in (instantiate_node(node) for node in cfg.callbacks.values())
+                  if callback is not None] if cfg.mode == "fit" else []  # before any data work: bad values fail first
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
     if cfg.resume:
@@ -85,16 +88,19 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes, cfg.evaluation.backend),
         optimizer=instantiate(optimizer), scheduler=instantiate(scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
+        val_loss=cfg.evaluation.get("loss", True),
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*(instantiate(c) for c in cfg.callbacks.values()), *callbacks] if cfg.mode == "fit" else None,
+        callbacks=[*configured, *callbacks] if cfg.mode == "fit" else None,
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines, scaling)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines, scaling, configured)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        for line in stop_lines(configured, trainer.global_step):
+            rank_zero_only(print)(line)
         if cfg.plots and trainer.is_global_zero:
             history = plot_history(output_dir, output_dir / "plots" / "results.png")
             log_images(trainer.loggers, [history] if history else [], trainer.global_step)
