@@ -14,15 +14,13 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 
 from detect.data.checks import BAD_IMAGE_POLICIES
 from detect.data.coco import CocoDetection, SplitReader, read_checked, train_transforms
-from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups, collate,
-                                  repeat_factors)
+from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups,
+                                  check_sampling, collate, repeat_factors)
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
 from detect.data.voc import read_voc_split, split_ids, voc_class_names
 from detect.data.yolo import read_data_yaml, read_yolo_split, split_sources
 from detect.structures import Classes
 from detect.utils.errors import DetectError, check_choice
-
-SAMPLERS = ("uniform", "repeat_factor")
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -44,12 +42,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.aspect_ratio_group_factor, self.shuffle, self.seed = aspect_ratio_group_factor, shuffle, seed
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
-        check_choice("data.sampler", sampler, SAMPLERS)
-        if not isinstance(repeat_threshold, (int, float)) or not 0 < repeat_threshold <= 1:
-            raise DetectError(f"data.repeat_threshold={repeat_threshold} must be in (0, 1]: the fraction of the "
-                              "training images below which a class is repeated")
-        if not isinstance(repeat_sqrt, bool):
-            raise DetectError(f"data.repeat_sqrt={repeat_sqrt} must be true or false")
+        check_sampling(sampler, repeat_threshold, repeat_sqrt)
         self.sampler, self.repeat_threshold, self.repeat_sqrt = sampler, repeat_threshold, repeat_sqrt
         self.repeat: RepeatFactors | None = None
         self.train_set: CocoDetection | None = None

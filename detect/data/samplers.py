@@ -13,6 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, Sampler
 
+from detect.utils.errors import DetectError, check_choice
+
+SAMPLERS = ("uniform", "repeat_factor")
+
+
+def check_sampling(sampler: str = "uniform", repeat_threshold: float = 0.1, repeat_sqrt: bool = True) -> None:
+    """data.sampler, data.repeat_threshold and data.repeat_sqrt, or a DetectError naming the bad one."""
+    check_choice("data.sampler", sampler, SAMPLERS)
+    if not isinstance(repeat_threshold, (int, float)) or not 0 < repeat_threshold <= 1:
+        raise DetectError(f"data.repeat_threshold={repeat_threshold} must be in (0, 1]: the fraction of the "
+                          "training images below which a class is repeated")
+    if not isinstance(repeat_sqrt, bool):
+        raise DetectError(f"data.repeat_sqrt={repeat_sqrt} must be true or false")
+
 
 @dataclass(frozen=True)
 class RepeatFactors:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from detect.analysis.history import plot_history
 from detect.config import instantiate_node
 from detect.data.datamodule import DetectionDataModule
+from detect.data.samplers import check_sampling
 from detect.engine.checkpoint_io import AtomicCheckpointIO
 from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
@@ -140,6 +141,9 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError(f"{SYNC_BN_NEEDS_GPUS}, and this run trains on the CPU (trainer.accelerator="
                           f"{cfg.trainer.accelerator}); use model.backbone.norm=bn")
     check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
+    if not isinstance(cfg.evaluation.get("loss", True), bool):
+        raise DetectError(f"evaluation.loss={cfg.evaluation.loss} must be true or false")
+    check_sampling(**{key: cfg.data[key] for key in ("sampler", "repeat_threshold", "repeat_sqrt") if key in cfg.data})
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
