@@ -1,14 +1,14 @@
 """The Hydra entry points of training and inference (train.py and infer.py call these; so does `python -m detect
-train|infer`). Group options are checked before Hydra composes, so a misspelt one is one line."""
+train|infer`). Their command lines are checked before Hydra composes (`detect.config.hydra_main`), so a misspelt
+group option or key is one line."""
 
 from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from detect.config import CONFIG_DIR, check_group_overrides
+from detect.config import hydra_main
 from detect.engine.training import run as run_training
 from detect.inference.shards import run as run_inference
 from detect.utils.errors import DetectError, exit_on_error
@@ -21,15 +21,14 @@ def check_train_arguments(arguments: list[str]) -> None:
         others = " ".join(argument for argument in arguments if argument not in searches and argument != "-m")
         raise DetectError(f"{searches[0]} is an Optuna search, not a train.py override: run "
                           f"python -m detect sweep {searches[0].lstrip('+')} {others}".rstrip())
-    check_group_overrides(arguments)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra_main("train")
 def _train(cfg: DictConfig) -> None:
     exit_on_error(run_training, cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="infer")
+@hydra_main("infer")
 def _infer(cfg: DictConfig) -> None:
     try:
         exit_on_error(run_inference, cfg)
@@ -45,5 +44,4 @@ def train() -> None:
 
 def infer() -> None:
     """infer.py: detect on any source (configs/infer.yaml) with the command line's overrides."""
-    exit_on_error(check_group_overrides, sys.argv[1:])
     _infer()

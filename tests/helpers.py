@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -117,3 +118,13 @@ class BrightSquare:
             box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
             outputs.append({"boxes": box, "labels": torch.tensor([1]), "scores": torch.tensor([0.9])})
         return outputs
+
+
+def off_slurm_environment(folder: Path) -> dict[str, str]:
+    """This process's environment as on a machine with SLURM installed (an `srun` in `folder`, first on PATH) but
+    outside any SLURM job (no SLURM_* variable)."""
+    srun = folder / "srun"
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("SLURM_")}
+    return environment | {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}

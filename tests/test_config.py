@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import compose_train
 
+from detect.config import check_overrides
 from detect.engine.training import check_train_config
 from detect.modeling.model import BACKBONES
 from detect.utils.errors import DetectError
@@ -78,3 +79,46 @@ def test_sync_bn_on_the_cpu_stops_at_start() -> None:
     cfg = compose_train(["trainer=ddp", "trainer.accelerator=cpu", "model.backbone.norm=sync_bn"])
     with pytest.raises(DetectError, match=r"^model\.backbone\.norm=sync_bn needs GPUs: .* use model\.backbone\.norm=bn$"):
         check_train_config(cfg)
+
+
+@pytest.mark.parametrize(("config", "arguments", "message"), [
+    ("train", ["trainer.max_step=3"], "trainer.max_step is not a key of the train config; did you mean "
+                                      "trainer.max_steps?"),
+    ("train", ["max_steps=3"], "max_steps is not a key of the train config; did you mean trainer.max_steps?"),
+    ("train", ["model/backbone=resnet50", "model.backbone.fpn_chanels=64"],
+     "model.backbone.fpn_chanels is not a key of the train config; did you mean model.backbone.fpn_channels?"),
+    ("train", ["-m", "optim.lr=0.1,0.01", "optim.lrr=3"],
+     "optim.lrr is not a key of the train config; did you mean optim.lr?"),
+    ("train", ["hydra.run.dirr=x"], "hydra.run.dirr is not a key of the train config; did you mean hydra.run.dir?"),
+    ("train", ["zzz=1"], "zzz is not a key of the train config; see configs/train.yaml"),
+    ("train", ["+trainer.max_steps=3"], "train override: Could not append to config. An item is already at "
+                                        "'trainer.max_steps'."),
+    ("infer", ["scor_thresh=0.5"], "scor_thresh is not a key of the infer config; did you mean score_threshold or "
+                                   "model.roi.score_thresh?"),
+    ("infer", ["tracker.track_thresh=0.3"], "tracker.track_thresh is not a key of the infer config: tracker is unset; "
+                                            "choose one with tracker=<botsort|bytetrack|ocsort|sort>"),
+    ("infer", ["zones.lines.door.start=[0,300]"],
+     "zones.lines.door.start is not a key of the infer config: zones is unset; choose one with zones=<synthetic> or "
+     "write its keys: +zones.lines.door.start=[0,300]"),
+    ("infer", ["zones=synthetic", "zones.lines.vertical.anchr=center"],
+     "zones.lines.vertical.anchr is not a key of the infer config; did you mean zones.lines.vertical.anchor? (zones "
+     "takes new keys with +: +zones.lines.vertical.anchr=center)"),
+    ("export", ["weigths=x.ckpt"], "weigths is not a key of the export config; did you mean weights?"),
+    ("bench", ["warmup.min_run=3"], "warmup.min_run is not a key of the bench config; did you mean warmup.min_runs?"),
+])
+def test_a_mistyped_override_is_one_line_with_the_closest_keys(config: str, arguments: list[str], message: str) -> None:
+    with pytest.raises(DetectError) as error:
+        check_overrides(config, arguments)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(("config", "arguments"), [
+    ("train", ["-m", "hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4", "optim.lr=0.1,0.01",
+               "model/backbone=resnet18,resnet34", "hydra.launcher.signal_delay_s=120"]),
+    ("infer", ["-m", "source=videos/", "hydra/launcher=slurm", "shard=0/2,1/2", "hydra.launcher.timeout_min=10"]),
+    ("infer", ["source=x", "tracker=bytetrack", "+zones={lines: {door: {start: [0, 300], end: [640, 300]}}}"]),
+    ("infer", ["source=x", "+zones.lines.door.start=[0,300]", "+zones.lines.door.end=[640,300]"]),
+    ("train", ["--cfg", "job", "trainer.max_step=3"]),  # Hydra's own options: Hydra answers
+])
+def test_command_lines_hydra_takes_pass_the_check(config: str, arguments: list[str]) -> None:
+    check_overrides(config, arguments)

@@ -4,27 +4,26 @@
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
 from detect.bench.resnet import run_sweep
-from detect.config import CONFIG_DIR
+from detect.config import hydra_main
 from detect.utils.errors import exit_on_error
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
+@hydra_main("bench")
 def sweep(cfg: DictConfig) -> None:
     exit_on_error(run_sweep, cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="formats")
+@hydra_main("formats")
 def formats(cfg: DictConfig) -> None:
     from detect.bench.formats import run_formats  # openvino and onnxruntime load only for this command
 
     exit_on_error(run_formats, cfg)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="robustness")
+@hydra_main("robustness")
 def robustness(cfg: DictConfig) -> None:
     try:
         from detect.bench.robustness import run_robustness  # the corruptions (numba, scikit-image) load only for this

@@ -7,8 +7,9 @@ Each format runs the same images one at a time through `Detector` (the path infe
 the first val image; latency is the backend call (`Result.ms["model"]`), FPS counts preprocess, model and
 postprocess of every image. A format `backend/precision/N` runs the checkpoint with its classes moved to the last of
 N outputs (`detect.bench.many_classes`): the same detections under labels near N, where a box decoding or NMS in half
-precision loses boxes (a 3-class checkpoint alone would not show it). A precision the CPU lacks (OpenVINO bf16
-without AVX-512 BF16 or AMX) says what ran instead of "passed".
+precision loses boxes (a 3-class checkpoint alone would not show it). A precision the CPU lacks says so in the
+status: OpenVINO bf16 without AVX-512 BF16 or AMX what ran instead of "passed", torch bf16 / fp16 that it ran slower
+than fp32 (`detect.utils.cpu.lacks_fast_units`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from detect.inference.backends import check_backend
 from detect.inference.detector import Detector
 from detect.structures import to_coco_results
 from detect.utils.cpu import cpu_description
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 from detect.utils.plotting import plt, save_figure
 from detect.utils.timing import summarize
 
@@ -98,11 +99,11 @@ def run_format(backend: str, precision: str, outputs: int | None, cfg: DictConfi
                                  score_threshold=cfg.score_threshold, threads=cfg.threads, calibration=calibration)
         results, model_ms, fps = evaluate_format(detector, images, image_dir, cfg.warmup)
     except Exception as error:  # a format that cannot load or run is a row of the table, not the end of it
-        return row | {"status": "failed", "reason": f"{type(error).__name__}: {str(error)[:300]}"}
+        return row | {"status": "failed", "reason": first_line(error)}
     evaluation = evaluate_coco(coco, results, detector.backend.classes, [entry["id"] for entry in images])
     timing = summarize(model_ms)
     return row | {"status": "measured", "size_mib": sum(f.stat().st_size for f in detector.backend.files) / 2**20,
-                  "ran": detector.backend.precision,
+                  "ran": detector.backend.precision, "slow": detector.backend.slow,
                   "AP": evaluation.stats["AP"], "AP50": evaluation.stats["AP50"], "p50_ms": timing["p50"],
                   "p90_ms": timing["p90"], "fps": fps, "reason": ""}
 
@@ -122,6 +123,8 @@ def judge(rows: list[dict[str, Any]], gate_points: float) -> None:
         row["status"] = "passed" if passed else "exported, accuracy gate failed"
         if passed and row["ran"] != row["precision"]:
             row["status"] = f"ran {row['ran']}: this CPU has no {row['precision']}"
+        elif row.get("slow"):
+            row["status"] += f"; slower than fp32: {row['slow']} (try fp32 or openvino)"
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

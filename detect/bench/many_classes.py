@@ -25,7 +25,7 @@ NEVER_LOGIT = -1e4  # the logit of an unused output: softmax gives it exactly 0 
 def many_class_checkpoint(weights: str | Path, outputs: int, path: str | Path) -> Path:
     """Write to `path` the checkpoint of train.py `weights` with its classes as the last of `outputs` outputs
     (background included); unused outputs are named "unused <label>" with category ids past the dataset's."""
-    state_dict, meta = split_detector_checkpoint(read_checkpoint(weights))
+    state_dict, meta, _ = split_detector_checkpoint(read_checkpoint(weights))
     if "class_names" not in meta:
         raise DetectError(f"{weights} is not a checkpoint of train.py (no class names); pass one")
     classes = len(meta["class_names"])

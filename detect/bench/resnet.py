@@ -24,7 +24,7 @@ from detect.export.onnx_runtime import OnnxDetector, OnnxModel
 from detect.export.parity import check_parity
 from detect.modeling.model import BACKBONES
 from detect.utils.device import PRECISIONS, resolve_device
-from detect.utils.errors import DetectError, check_choice
+from detect.utils.errors import DetectError, check_choice, first_line
 from detect.utils.timing import cuda_memory_mb, reset_cuda_peaks, summarize
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime")
@@ -171,7 +171,7 @@ def run_point(point: Point, workload: Workload, cfg: DictConfig, device: torch.d
                                 cfg.repeats.min_runs, cfg.repeats.max_runs, cfg.unsynchronized_runs,
                                 cuda_events=point.backend != "onnxruntime")
     except (RuntimeError, NotImplementedError, DetectError) as error:  # a kernel missing for a dtype, a parity miss
-        return row | {"gflops_per_image": gflops, "note": f"failed: {str(error).splitlines()[0][:160]}"}
+        return row | {"gflops_per_image": gflops, "note": f"failed: {first_line(error, typed=False)}"}
     memory = cuda_memory_mb(device)
     peak_rss = peak_rss_since_reset_mb() if device.type == "cpu" else None
     if point.precision not in peaks:  # after the memory peaks: the matmul's tensors are not the point's

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from detect.config import CONFIG_DIR, instantiate_node
+from detect.config import hydra_main, instantiate_node
 from detect.data.coco import CocoDetection
 from detect.data.datamodule import DetectionDataModule
 from detect.utils.drawing import draw_detections
@@ -91,7 +90,7 @@ def browse(cfg: DictConfig) -> None:
     print(text + "\nwrote " + ", ".join(map(str, files)))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="browse")
+@hydra_main("browse")
 def main(cfg: DictConfig) -> None:
     exit_on_error(browse, cfg)
 

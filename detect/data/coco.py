@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from detect.data.checks import CheckReport, check_coco
 from detect.data.records import build_records
 from detect.structures import Classes
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -45,7 +45,7 @@ def read_checked(annotation_file: str | Path, image_dir: str | Path | None = Non
             raise KeyError("images, annotations or categories")
         return check_coco(dataset, path, image_dir, on_bad_image)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise DetectError(f"annotation file {path} is not COCO-format json ({type(error).__name__}: {error}); "
+        raise DetectError(f"annotation file {path} is not COCO-format json ({first_line(error)}); "
                           "it needs 'images', 'annotations' and 'categories' lists") from None
 
 

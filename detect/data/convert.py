@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from detect.config import CONFIG_DIR, instantiate_node
+from detect.config import hydra_main, instantiate_node
 from detect.data.datamodule import DetectionDataModule
 from detect.utils.errors import exit_on_error
 
@@ -39,7 +38,7 @@ def convert(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="convert")
+@hydra_main("convert")
 def main(cfg: DictConfig) -> None:
     exit_on_error(convert, cfg)
 

@@ -82,10 +82,10 @@ class DetectionDataModule(L.LightningDataModule):
                 labels = [self.train_set.records.target(index)[1] for index in range(len(self.train_set))]
                 self.repeat = repeat_factors(labels, self.repeat_threshold, self.repeat_sqrt)
 
-    def sampling_line(self) -> str:
-        """The header's account of the training sampler (after `setup`)."""
+    def sampling_line(self) -> str | None:
+        """The header's account of repeat-factor sampling (after `setup`); None for the uniform sampler."""
         if self.repeat is None:
-            return f"sampler uniform: every training image once an epoch ({len(self.train_set)} images)"
+            return None
         fraction, factor = self.repeat.class_fraction, self.repeat.class_factor
         rarest, commonest = min(fraction, key=fraction.get), max(fraction, key=fraction.get)
         names = self.classes.names

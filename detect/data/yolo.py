@@ -21,7 +21,7 @@ from supervision.dataset.formats.yolo import yolo_annotations_to_detections
 
 from detect.data.checks import MESSAGES, CheckReport, check_coco, image_size
 from detect.data.labels import Label, coco_dataset, image_entry
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp")  # Ultralytics' list
 YOLO_MESSAGES = MESSAGES | {
@@ -44,7 +44,7 @@ def read_data_yaml(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise DetectError(f"{path} is not YAML ({type(error).__name__}); fix the file") from None
+        raise DetectError(f"{path} is not YAML ({first_line(error)}); fix the file") from None
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict) and sorted(names) == list(range(len(names))):
         names = [names[index] for index in range(len(names))]

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torchvision.models.detection import FasterRCNN
 
 from detect.config import plain_config
-from detect.modeling.checkpoint import read_checkpoint, split_detector_checkpoint
+from detect.modeling.checkpoint import METADATA_KEY, read_checkpoint
 from detect.modeling.model import build_model, frozen_stages, load_detector_weights
 from detect.modeling.weights import DETECTOR_WEIGHT_ENUMS, DetectorWeights, read_backbone_weights, read_detector_weights
 from detect.structures import Classes
@@ -61,7 +61,7 @@ def resolve_initial_weights(cfg: DictConfig) -> InitialWeights:
         config, line = checkpoint_model_config(weights, model_cfg)
         return InitialWeights(config, weights, lines=[f"weights: {cfg.ckpt_path}", *line])
     if cfg.ckpt_path:  # resuming: Lightning restores every tensor from the checkpoint, which has the model config
-        _, meta = split_detector_checkpoint(read_checkpoint(cfg.ckpt_path))
+        meta = read_checkpoint(cfg.ckpt_path).get(METADATA_KEY, {})
         return InitialWeights(meta.get("model") or model_cfg,
                               lines=[f"weights: every tensor and the model config from {cfg.ckpt_path} "
                                      "(model.weights is not read)"])

@@ -25,19 +25,13 @@ from detect.config import CONFIG_DIR, compose
 from detect.engine.sweep_report import write_report
 from detect.engine.training import check_train_config, run
 from detect.evaluation.coco import STAT_NAMES
-from detect.utils.errors import DetectError, check_choice, exit_on_error
+from detect.utils.errors import DetectError, check_choice, exit_on_error, first_line
 
 SEARCH_DIR = CONFIG_DIR / "hparams_search"
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 SPEC_KEYS = {"float": {"type", "low", "high", "log"}, "int": {"type", "low", "high", "log"},
              "categorical": {"type", "choices"}}
-
-
-def one_line(error: BaseException) -> str:
-    """`Type: first line of the message`, the reason a failed trial is recorded with."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def load_search(args: list[str]) -> tuple[DictConfig, list[str]]:
@@ -159,7 +153,7 @@ def objective(search: DictConfig, train_overrides: list[str]) -> Callable[[optun
             if search.metric not in stats:
                 raise DetectError(f"the trial ran no validation, so it has no {search.metric}")
         except Exception as error:  # recorded as FAIL (or PRUNED) by Optuna; the reason goes in the table
-            note = str(error) if isinstance(error, optuna.TrialPruned) else one_line(error)
+            note = str(error) if isinstance(error, optuna.TrialPruned) else first_line(error)
             trial.set_user_attr("note", f"fail_trial ran {forced[0]}: {note}" if forced else note)
             raise
         return stats[search.metric]

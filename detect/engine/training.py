@@ -16,6 +16,7 @@ from detect.config import instantiate_node
 from detect.data.datamodule import DetectionDataModule
 from detect.data.samplers import check_sampling
 from detect.engine.checkpoint_io import AtomicCheckpointIO
+from detect.engine.console import quiet_lightning
 from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
 from detect.engine.lr_scaling import LrScaling, lr_scaling, scaled_configs
@@ -23,18 +24,21 @@ from detect.engine.module import DetectionModule, log_images
 from detect.engine.recipe_callbacks import recipe_lines, stop_lines
 from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
-from detect.modeling.checkpoint import read_checkpoint
+from detect.modeling.checkpoint import missing_checkpoint, read_checkpoint
 from detect.modeling.model import SYNC_BN_NEEDS_GPUS, check_model_config
 from detect.utils.errors import DetectError, check_choice
 
 
 @rank_zero_only
-def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig,
+def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig, network: torch.nn.Module,
                   weight_lines: list[str], scaling: LrScaling, callbacks: list[L.Callback]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
+    parameters = sum(p.numel() for p in network.parameters())
+    trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
     lines = [
         f"mode {cfg.mode}; output {cfg.output_dir}",
         f"model Faster R-CNN {model.backbone.name}-FPN ({model.backbone.fpn_channels} ch, norm {model.backbone.norm}),"
+        f" {parameters / 1e6:.1f} M parameters ({trainable / 1e6:.1f} M trainable),"
         f" images resized to short side {model.min_size}, long side <= {model.max_size}",
         f"data {len(datamodule.classes)} classes ({', '.join(datamodule.classes.names[:8])}"
         f"{', ...' if len(datamodule.classes) > 8 else ''}); val {len(val)} images, {val.num_boxes} boxes from "
@@ -45,7 +49,7 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
         lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
                      f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
                      f"dropped, {train.num_empty_dropped} images without boxes dropped")
-        lines.append(datamodule.sampling_line())
+        lines += [line for line in [datamodule.sampling_line()] if line]
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
         lines += [scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")), *recipe_lines(callbacks)]
@@ -64,6 +68,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
     check_train_config(cfg)
     configured = [callback for callback in (instantiate_node(node) for node in cfg.callbacks.values())
                   if callback is not None] if cfg.mode == "fit" else []  # before any data work: bad values fail first
+    quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
     if cfg.resume:
@@ -97,7 +102,8 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), initial.lines, scaling, configured)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), model, initial.lines, scaling,
+                  configured)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         for line in stop_lines(configured, trainer.global_step):
@@ -149,4 +155,4 @@ def check_train_config(cfg: DictConfig) -> None:
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
         raise DetectError(f"resume={cfg.resume} continues a training run: use it alone (no ckpt_path, mode=fit)")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
-        raise DetectError(f"ckpt_path={cfg.ckpt_path} does not exist; pass a .ckpt file (e.g. .../checkpoints/last.ckpt)")
+        raise DetectError(f"ckpt_path={cfg.ckpt_path} {missing_checkpoint(Path(cfg.ckpt_path))}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from trackers.eval import evaluate_mot_sequence
 
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 METRICS = ("HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDSW", "DetRe", "DetPr")
 
@@ -29,7 +29,7 @@ def evaluate_tracking(gt_path: str | Path, tracks_path: str | Path, output_dir: 
         gt_lines = [line for line in gt_path.read_text().splitlines() if line.strip()]
         frames = {_frame(line) for line in gt_lines if last_frame is None or _frame(line) <= last_frame}
     except (OSError, ValueError) as error:
-        raise DetectError(f"track_gt={gt_path} is not a MOTChallenge gt.txt ({error}); lines are "
+        raise DetectError(f"track_gt={gt_path} is not a MOTChallenge gt.txt ({first_line(error)}); lines are "
                           "frame,id,x,y,w,h,consider,class,visibility") from None
     if not tracks_path.is_file() or not tracks_path.read_text().strip():
         metrics: dict[str, Any] = {name: 0.0 for name in METRICS} | {"IDSW": 0, "note": "no confirmed track"}

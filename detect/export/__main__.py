@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from detect.config import CONFIG_DIR
+from detect.config import hydra_main
 from detect.export.images import export_images
 from detect.export.onnx_export import TASKS, build_network, export_detector, export_onnx, parse_size
 from detect.export.onnx_runtime import OnnxDetector, OnnxModel
@@ -96,7 +95,7 @@ def run(cfg: DictConfig) -> None:
         raise DetectError("the exported model does not reproduce PyTorch within the parity limits (see above)")
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="export", version_base="1.3")
+@hydra_main("export")
 def main(cfg: DictConfig) -> None:
     exit_on_error(run, cfg)
 

@@ -25,7 +25,7 @@ from detect.modeling.checkpoint import read_checkpoint
 from detect.modeling.model import build_backbone, build_detector
 from detect.structures import Classes
 from detect.utils.cache import cached_beside
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 TASKS = ("classifier", "detector", "backbone")
 FEATURE_NAMES = ("0", "1", "2", "3", "pool")  # BackboneWithFPN's output levels (strides 4 to 64)
@@ -53,7 +53,7 @@ def build_network(task: str, model_cfg: Mapping[str, Any], classifier_classes: i
                 network.load_state_dict(state_dict)
             except RuntimeError as error:  # missing keys, other shapes: another network
                 raise DetectError(f"model.backbone.weights={weights} is not a {name} classifier state_dict: "
-                                  f"{str(error)[:300]}") from None
+                                  f"{first_line(error, typed=False)}") from None
     elif task == "backbone":
         network = build_backbone(model_cfg["backbone"])
     else:

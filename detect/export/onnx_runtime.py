@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 
 from detect.structures import Classes
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -52,7 +52,8 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types for a file that is no model
-            raise DetectError(f"ONNX model {path} could not be loaded ({error}); export it again") from error
+            raise DetectError(f"ONNX model {path} could not be loaded ({first_line(error)}); "
+                              "export it again with `python -m detect.export weights=<checkpoint>`") from error
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def bind(self, **inputs: torch.Tensor) -> ort.IOBinding:

@@ -20,17 +20,13 @@ import openvino as ov
 import torch
 
 from detect.structures import Classes
-from detect.utils.errors import DetectError
+from detect.utils.cpu import lacks_fast_units
+from detect.utils.errors import DetectError, first_line
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized ops; the rest stays f32
 METADATA_SECTION = "detect"  # the IR's rt_info section that holds the export's metadata (task, classes, model)
 FLOAT_IR_KEY = "float_ir"  # in an int8 IR's metadata: the f32 IR it was quantized from, relative to its folder
 MAX_STATIC_SHAPES = 4  # input sizes that get a model of their own; others run on the dynamic-shape model
-
-
-def bf16_supported(core: ov.Core) -> bool:
-    """Whether OpenVINO can run bf16 on this CPU (AVX-512 BF16 or AMX)."""
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def is_quantized(model: ov.Model) -> bool:
@@ -87,14 +83,15 @@ class OpenVinoDetector:
         try:
             self.model = self.core.read_model(str(path))
         except RuntimeError as error:
-            raise DetectError(f"OpenVINO model {path} could not be read ({str(error)[:200]}); export it again") from None
+            raise DetectError(f"OpenVINO model {path} could not be read ({first_line(error)}); export it again "
+                              "with `python -m detect.export format=openvino weights=<checkpoint>`") from None
         quantized = is_quantized(self.model)
         if (precision == "int8") != quantized:
             raise DetectError(f"{path} is {'an int8' if quantized else 'a float'} model but precision={precision}; "
                               f"use precision={'int8' if quantized else 'fp32 or bf16'} with it")
-        if precision == "bf16" and not bf16_supported(self.core):
-            print("openvino: this CPU has neither AVX-512 BF16 nor AMX; running precision=bf16 as fp32",
-                  file=sys.stderr)
+        lacks = lacks_fast_units(precision)
+        if lacks:
+            print(f"openvino: {lacks}; running precision={precision} as fp32", file=sys.stderr)
             precision = "fp32"
         self.precision = precision
         self.config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}

@@ -15,6 +15,7 @@ A new backend is one loader with `load_torch`'s signature, added to `LOADERS` wi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from detect.modeling.half_precision import float32_boxes
 from detect.modeling.model import COCO_CLASSES, build_detector
 from detect.structures import Classes
+from detect.utils.cpu import lacks_fast_units
 from detect.utils.device import PRECISIONS
 from detect.utils.errors import DetectError, check_choice
 
@@ -45,6 +47,7 @@ class Backend:
     name: str = "custom"  # the LOADERS key it came from
     files: list[Path] = field(default_factory=list)  # the model's files on disk (none: random weights)
     precision: str = "fp32"  # what it runs: OpenVINO runs bf16 as fp32 on a CPU without bf16
+    slow: str = ""  # why it runs slower than fp32 here (torch bf16 / fp16 on a CPU without their units), or ''
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -96,6 +99,10 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a video keeps one size: the fastest kernels are found once
     dtype = PRECISIONS[options.precision]
+    slow = lacks_fast_units(options.precision) if device.type == "cpu" else ""
+    if slow:
+        print(f"torch: {slow}, so precision={options.precision} runs slower than fp32 here (running it as asked; "
+              "precision=fp32 or backend=openvino is faster)", file=sys.stderr)
 
     def detect(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -106,7 +113,7 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
         return tuple(images.image_sizes[0]), tuple(images.tensors.shape[-2:])
 
     return Backend(detect, classes, f"Faster R-CNN {model_cfg.backbone.name}-FPN ({weights_text})", input_size,
-                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [], options.precision)
+                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [], options.precision, slow)
 
 
 def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: BackendOptions,

@@ -30,7 +30,7 @@ from detect.structures import Result
 from detect.tracking.counting import ZonesInput, zone_counters
 from detect.tracking.trackers import Tracker
 from detect.utils.device import resolve_device
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 from detect.utils.timing import DeviceTimer
 
 SourceInput = str | int | Path | FrameReader
@@ -48,7 +48,7 @@ def model_config(backbone: str | None = None, **overrides: Any) -> DictConfig:
     try:
         model = OmegaConf.merge(model, overrides)  # struct: an unknown key raises
     except Exception as error:  # omegaconf's ConfigKeyError / ValidationError
-        raise DetectError(f"model override {overrides} does not fit configs/model ({error}); "
+        raise DetectError(f"model override {overrides} does not fit configs/model ({first_line(error)}); "
                           "use keys such as min_size, max_size, rpn={...}, roi={...}") from None
     check_model_config(model)
     return model

@@ -26,18 +26,12 @@ from detect.modeling.weights import (
     read_detector_weights,
 )
 from detect.structures import Classes
-from detect.utils.errors import DetectError, check_choice
+from detect.utils.errors import DetectError, check_choice, first_line
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 NORMS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "sync_bn": nn.BatchNorm2d}
 SYNC_BN_NEEDS_GPUS = "model.backbone.norm=sync_bn needs GPUs: torch's SyncBatchNorm refuses CPU tensors"
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # trainable_layers counts from layer4; stem: conv1 + bn1
-
-
-def _first_mismatch(error: RuntimeError) -> str:
-    """The first 'size mismatch for ...' line of load_state_dict's multi-line error."""
-    lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
-    return lines[0] if lines else str(error).splitlines()[0]
 
 
 def frozen_stages(trainable_layers: int) -> list[str]:
@@ -81,7 +75,8 @@ def build_backbone(cfg: Mapping[str, Any], load_weights: bool = True,
         try:
             missing, unexpected = resnet.load_state_dict(state_dict, strict=False)
         except RuntimeError as error:  # tensor shapes that differ: another depth
-            raise DetectError(f"model.backbone.weights={source} is not a {name} state_dict ({_first_mismatch(error)})") from None
+            raise DetectError(f"model.backbone.weights={source} is not a {name} state_dict "
+                              f"({first_line(error, typed=False)})") from None
         if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
             raise DetectError(f"model.backbone.weights={source} is not a {name} state_dict "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -160,7 +155,8 @@ def load_detector_weights(model: FasterRCNN, weights: DetectorWeights, classes: 
         state_dict, predictor = match_predictor_rows(weights, classes, initialised)
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # tensor shapes that differ
-        raise DetectError(f"weights {weights.source} do not fit this model ({_first_mismatch(error)}); {hint}") from None
+        raise DetectError(f"weights {weights.source} do not fit this model ({first_line(error, typed=False)}); "
+                          f"{hint}") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise DetectError(f"weights {weights.source} do not fit this model "

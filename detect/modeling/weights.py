@@ -3,7 +3,8 @@
   read from the torch hub cache (`$TORCH_HOME/hub/checkpoints/<file>`) or downloaded there once; a failed download
   is one line with the URL and the exact file to place, a corrupt cached file another;
 - a checkpoint written by train.py (its class names, category ids and model config travel with it);
-- a plain state_dict, torchvision's `fasterrcnn_resnet50_fpn` one included (COCO classes then).
+- a plain state_dict, torchvision's `fasterrcnn_resnet50_fpn` one included (COCO classes then), or one wrapped by
+  another toolkit (torchvision's reference script, Lightning, DataParallel: `split_detector_checkpoint`).
 Also the box predictor's rows matched by class name when the weights were trained on other classes.
 """
 
@@ -18,14 +19,13 @@ import torch
 import torchvision
 from torchvision.models import WeightsEnum
 
-from detect.modeling.checkpoint import read_checkpoint, split_detector_checkpoint
+from detect.modeling.checkpoint import PREDICTOR_PREFIX, read_checkpoint, split_detector_checkpoint
 from detect.structures import Classes
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 # torchvision publishes a COCO-trained Faster R-CNN for R50-FPN only.
 DETECTOR_WEIGHT_ENUMS = {"resnet50": torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights}
 COCO_CLASS_NAMES = list(DETECTOR_WEIGHT_ENUMS["resnet50"].COCO_V1.meta["categories"][1:])  # label i = COCO id i
-PREDICTOR_PREFIX = "roi_heads.box_predictor."
 PREDICTOR_ROWS = {"cls_score": 1, "bbox_pred": 4}  # rows per class (background first) of each predictor layer
 
 
@@ -79,22 +79,23 @@ def torchvision_state_dict(weights: WeightsEnum, what: str, instead: str) -> dic
             torch.hub.download_url_to_file(weights.url, str(path), progress=True)  # a temporary file, then a rename
         except Exception as error:  # URLError, HTTPError, socket and disk errors all mean the same to the user
             raise DetectError(f"{what} needs {weights.url}, which could not be downloaded "
-                              f"({type(error).__name__}: {error}); offline, place that file at {path} "
+                              f"({first_line(error)}); offline, place that file at {path} "
                               f"($TORCH_HOME/hub/checkpoints/{path.name}), or {instead}") from None
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state_dict, dict):
             raise TypeError(f"it holds a {type(state_dict).__name__}, not a state_dict")
     except Exception as error:  # truncated or foreign files raise several types
-        raise DetectError(f"{what}: the cached file {path} is corrupt ({type(error).__name__}: {error}); "
+        raise DetectError(f"{what}: the cached file {path} is corrupt ({first_line(error)}); "
                           f"delete it to download it again from {weights.url}, or put a good copy there") from None
     return state_dict
 
 
 def read_detector_weights(spec: str, backbone_name: str, instead: str = "pass a local checkpoint file",
                           what: str | None = None) -> DetectorWeights:
-    """Read detector weights from a torchvision enum name, one of our checkpoints or a plain state_dict (`what` and
-    `instead`: as `torchvision_state_dict`)."""
+    """Read detector weights from a torchvision enum name, one of our checkpoints or a plain state_dict, maybe
+    wrapped by another toolkit (its layout then ends the source: "x.pth: torchvision reference checkpoint, ...";
+    `what` and `instead`: as `torchvision_state_dict`)."""
     if is_enum_name(spec):
         if backbone_name not in DETECTOR_WEIGHT_ENUMS:
             raise DetectError(f"model.weights={spec!r}: torchvision has COCO detector weights for resnet50 only; "
@@ -102,13 +103,13 @@ def read_detector_weights(spec: str, backbone_name: str, instead: str = "pass a 
         weights = weight_enum(DETECTOR_WEIGHT_ENUMS[backbone_name], spec, "model.weights")
         return DetectorWeights(torchvision_state_dict(weights, what or f"model.weights={spec}", instead), COCO_CLASSES,
                                f"torchvision {weights} ({hub_file(weights)})")
-    state_dict, meta = split_detector_checkpoint(read_checkpoint(spec))
+    state_dict, meta, layout = split_detector_checkpoint(read_checkpoint(spec))
     classes = Classes(list(meta["class_names"]), list(meta["category_ids"])) if "class_names" in meta else None
     model_config = meta.get("model") or None
     if PREDICTOR_PREFIX + "cls_score.weight" not in state_dict:
         raise DetectError(f"model.weights={spec} holds no Faster R-CNN box predictor "
                           f"({PREDICTOR_PREFIX}cls_score.weight); pass a detector checkpoint, not a backbone")
-    weights = DetectorWeights(state_dict, classes, str(spec), model_config)
+    weights = DetectorWeights(state_dict, classes, f"{spec}: {layout}" if layout else str(spec), model_config)
     if classes is None and weights.num_classes == len(COCO_CLASSES) + 1:
         weights.classes = COCO_CLASSES  # torchvision's COCO layout: 91 outputs, label = COCO category id
     return weights

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from detect.config import CONFIG_DIR
 from detect.structures import Result
-from detect.utils.errors import DetectError, check_choice
+from detect.utils.errors import DetectError, check_choice, first_line
 
 TRACKER_CLASSES = {"sort": trackers.SORTTracker, "bytetrack": trackers.ByteTrackTracker,
                    "ocsort": trackers.OCSORTTracker, "botsort": trackers.BoTSORTTracker}
@@ -38,7 +38,8 @@ class Tracker:
         try:
             self._tracker = TRACKER_CLASSES[self.name](frame_rate=frame_rate if frame_rate > 0 else 30.0, **settings)
         except (TypeError, ValueError) as error:  # an unknown or out-of-range setting
-            raise DetectError(f"tracker={self.name}: {error}; see configs/tracker/{self.name}.yaml") from None
+            raise DetectError(f"tracker={self.name}: {first_line(error, typed=False)}; "
+                              f"see configs/tracker/{self.name}.yaml") from None
         self.track_ids: set[int] = set()
 
     def update(self, result: Result) -> Result:

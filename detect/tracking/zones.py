@@ -13,7 +13,7 @@ import supervision as sv
 from omegaconf import DictConfig, OmegaConf
 
 from detect.config import CONFIG_DIR
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 ZONES_HELP = ("lines: {<name>: {start: [x, y], end: [x, y]}}, polygons: {<name>: {points: [[x, y], ...]}} in frame "
               "pixels (see configs/zones/synthetic.yaml)")
@@ -86,7 +86,7 @@ def _line(name: str, settings: Mapping[str, Any]) -> LineZoneSpec:
     try:
         options = {key: kind(settings[key]) for key, kind in LINE_SETTINGS.items() if key in settings}
     except (TypeError, ValueError) as error:
-        raise DetectError(f"line {name!r}: {error}") from None
+        raise DetectError(f"line {name!r}: {first_line(error, typed=False)}") from None
     line = LineZoneSpec(name, _point(name, settings["start"]), _point(name, settings["end"]), **options)
     if line.start == line.end:
         raise DetectError(f"line {name!r} has zero length (start = end = {list(line.start)}); give it two "

@@ -73,6 +73,9 @@ def test_the_data_module_samples_by_repeat_factor_and_says_so(gappy_coco: Path) 
                            "of the images) x1.41")
     loader = module.train_dataloader()
     assert isinstance(loader.batch_sampler.sampler, RepeatFactorSampler) and len(loader) == 3
+    uniform = CocoDataModule(str(gappy_coco), images, str(gappy_coco), images, batch_size=1, num_workers=0)
+    uniform.setup("fit")
+    assert uniform.sampling_line() is None and len(uniform.train_dataloader()) == 2  # the header says nothing
 
 
 @pytest.mark.parametrize(("options", "message"), [

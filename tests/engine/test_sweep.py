@@ -25,7 +25,7 @@ from detect.utils.errors import DetectError
      "unknown parameter key 'optim.lrr'"),
     (["hparams_search=demo", "search_space={optim.lr: {low: 0, high: 0.1}}"], "optim.lr reaches 0: optim.lr=0"),
     (["hparams_search=demo", "search_space={optim.lr: {step: 2}}"], "unknown field(s) step"),
-    (["hparams_search=demo", "n_trails=3"], "Could not override 'n_trails'"),
+    (["hparams_search=demo", "n_trails=3"], "n_trails is not a key of the train config"),
     (["hparams_search=demo", "metric=mAP"], "metric='mAP' is not allowed"),
 ])
 def test_bad_input_is_one_line_before_any_trial(tmp_path: Path, args: list[str], message: str) -> None:

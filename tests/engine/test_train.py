@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, compose_train, synthetic_overrides
+from helpers import TINY, compose_train, off_slurm_environment, synthetic_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from detect.engine.training import run
@@ -21,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def train_py(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def train_py(args: list[str], run_dir: Path, timeout: int = 600,
+             environment: Mapping[str, str] = os.environ) -> subprocess.CompletedProcess:
+    env = {**environment, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -37,7 +39,6 @@ def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_pa
                        "trainer.val_check_interval=3", "plots=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "built-in demo" in result.stdout
-    assert "sampler uniform: every training image once an epoch (16 images)" in result.stdout
     assert "lr 0.04 x 4/4 = 0.04 for a total batch of 4 = 1 device(s) x 4 images x 1 accumulated" in result.stdout
     assert result.stdout.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 1
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -51,6 +52,23 @@ def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_pa
     plots = {path.name for path in (tmp_path / "plots").iterdir()}
     assert {"results.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png", "worst_images.png"} <= plots
     assert 0.0 <= metrics["best_f1_threshold"] <= 1.0 and Path(metrics["val_json"]).is_file()
+
+
+def test_train_py_prints_its_own_header_without_lightnings_noise(synthetic_cache: Path, tmp_path: Path) -> None:
+    """The demo as a user runs it on a machine with SLURM installed, outside a job: the run's header lines, and none
+    of Lightning's LitLogger tip, srun hint, model summary with 0 FLOPs, or torch's LeafSpec warning."""
+    result = train_py([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=1",
+                       "trainer.val_check_interval=1"], tmp_path / "run", environment=off_slurm_environment(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for noise in ("litlogger", "Tip:", "`srun` command", "FLOPs", "Total params", "LeafSpec"):
+        assert noise not in output, output[:3000]
+    weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    millions = sum(tensor.numel() for name, tensor in weights.items()
+                   if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))) / 1e6
+    for line in ("mode fit; output", f"resnet18-FPN (32 ch, norm bn), {millions:.1f} M parameters ({millions:.1f} M "
+                 "trainable)", "train 16 images", "steps 1 x 4 images per device", "built-in demo"):
+        assert line in result.stdout, result.stdout[:3000]
 
 
 def test_resume_continues_at_the_saved_step_and_evaluate_writes_results(synthetic_cache: Path,

@@ -61,7 +61,8 @@ def test_format_table_gates_accuracy_and_reports_failures(trained_run: Path, tmp
     assert by_format[("torch", "fp32", None)]["AP50"] > 0.1  # trained: the gate compares real accuracy
     for key in (("openvino", "fp32", None), ("openvino", "bf16", None), ("openvino", "int8", None),
                 ("torch", "bf16", 91)):
-        assert by_format[key]["status"] in ("passed", "ran fp32: this CPU has no bf16"), by_format[key]
+        status = by_format[key]["status"]  # torch bf16 on a CPU without bf16 units: passed, and says it is slow
+        assert status.split("; slower than fp32")[0] in ("passed", "ran fp32: this CPU has no bf16"), by_format[key]
         assert abs(by_format[key]["delta_AP_points"]) <= 1.0
     assert by_format[("openvino", "int8", None)]["size_mib"] < by_format[("openvino", "fp32", None)]["size_mib"] / 2
     int8_model = next((checkpoint.parent / "best_openvino_int8").glob("*/model.xml"))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from detect.data.sources.reader import END, Frame, FrameReader
-from detect.utils.errors import DetectError
+from detect.utils.errors import DetectError, first_line
 
 
 @dataclass
@@ -63,7 +63,7 @@ def interleave(readers: Sequence[FrameReader | None], ready: threading.Event) ->
             except Exception as error:  # a decode error of one camera ends that camera, not the others
                 if len(readers) == 1:
                     raise
-                readers[index].failure = f"{type(error).__name__}: {error}"
+                readers[index].failure = first_line(error)
                 tqdm.write(f"error: source {readers[index].source} stopped: {readers[index].failure}", file=sys.stderr)
                 frame = END
             if frame is END:
