@@ -70,15 +70,6 @@ def load_coco(annotation_file: str | Path) -> COCO:
     return read_coco(annotation_file)[0]
 
 
-def train_transforms(flip_prob: float, photometric: bool) -> v2.Compose:
-    """Flip and optional colour jitter; multi-scale resizing is the model's (a list of `model.min_size`)."""
-    steps: list[v2.Transform] = [v2.RandomHorizontalFlip(flip_prob)]
-    if photometric:
-        steps.append(v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02))
-    steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
-    return v2.Compose(steps)
-
-
 SplitReader = Callable[[], tuple[dict[str, Any], CheckReport]]  # one split as a checked COCO-format dict + report
 
 

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from detect.data.checks import BAD_IMAGE_POLICIES
-from detect.data.coco import CocoDetection, SplitReader, read_checked, train_transforms
+from detect.data.augment import check_augment, train_transforms
+from detect.data.coco import CocoDetection, SplitReader, read_checked
 from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups,
                                   check_sampling, collate, repeat_factors)
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
@@ -32,7 +33,7 @@ class DetectionDataModule(L.LightningDataModule):
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
                  aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
                  on_bad_image: str = "skip", sampler: str = "uniform", repeat_threshold: float = 0.1,
-                 repeat_sqrt: bool = True) -> None:
+                 repeat_sqrt: bool = True, augment: str = "hflip", crop_size: int | None = None) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
             raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
@@ -43,6 +44,8 @@ class DetectionDataModule(L.LightningDataModule):
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
         check_sampling(sampler, repeat_threshold, repeat_sqrt)
+        check_augment(augment, crop_size)  # the crop size against the model's: check_train_config
+        self.augment, self.crop_size = augment, crop_size
         self.sampler, self.repeat_threshold, self.repeat_sqrt = sampler, repeat_threshold, repeat_sqrt
         self.repeat: RepeatFactors | None = None
         self.train_set: CocoDetection | None = None
@@ -72,7 +75,8 @@ class DetectionDataModule(L.LightningDataModule):
         self.val_set = CocoDetection(self.reader("val"), self.image_dir("val"))
         if stage in (None, "fit"):
             self.train_set = CocoDetection(self.reader("train"), self.image_dir("train"),
-                                           train_transforms(self.flip_prob, self.photometric),
+                                           train_transforms(self.flip_prob, self.photometric, self.augment,
+                                                            self.crop_size),
                                            keep_empty=self.keep_empty_train,
                                            keep_coco=False)  # only the val split's index is evaluated against
             if self.train_set.classes != self.val_set.classes:
