@@ -86,6 +86,8 @@ class DetectionModule(L.LightningModule):
         loss = sum(losses.values())
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        if "dropped" in targets[0]:  # boxes an augmentation preset cropped away (detect.data.augment)
+            self.log("train/boxes_dropped", float(sum(t["dropped"] for t in targets)), batch_size=len(images))
         return loss
 
     def on_validation_epoch_start(self) -> None:

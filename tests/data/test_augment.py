@@ -39,9 +39,14 @@ def test_boxes_stay_inside_the_image_with_their_labels(augment: str) -> None:
     transforms = train_transforms(0.5, photometric=True, augment=augment, crop_size=96)
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    kept = 0
+    kept = dropped = 0
     for _ in range(40):
-        image, target = transforms(*random_sample(generator))
+        image, target = random_sample(generator)
+        count = len(target["boxes"])
+        image, target = transforms(image, target)
+        if augment != "hflip":  # the crops count what they drop
+            assert target["dropped"] == count - len(target["boxes"])
+            dropped += target["dropped"]
         height, width = image.shape[-2:]
         assert image.dtype == torch.uint8 and target["image_id"] == 7
         if augment == "lsj":
@@ -56,7 +61,7 @@ def test_boxes_stay_inside_the_image_with_their_labels(augment: str) -> None:
             region = target["map"][max(0, y1 - 1):y2 + 1, max(0, x1 - 1):x2 + 1]
             assert (region == label).any(), (augment, box, label)  # the box still frames its own object
         kept += len(boxes)
-    assert kept > 0
+    assert kept > 0 and (dropped > 0 or augment == "hflip")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
