@@ -16,10 +16,12 @@ MEAN_FILL = (124, 116, 104)  # ImageNet's mean colour: what SSD's zoom-out fills
 LSJ_SCALES = (0.1, 2.0)  # large-scale jitter's range of scales of the crop size (Ghiasi et al.)
 
 
-def check_augment(augment: str, crop_size: int | None, max_size: int | None = None) -> None:
-    """data.augment, and data.crop_size of lsj (at most the model's `max_size` when given), or a DetectError naming
-    the bad key."""
+def check_augment(augment: str, crop_size: int | None, copy_paste: bool = False, max_size: int | None = None) -> None:
+    """data.augment, data.crop_size of lsj (at most the model's `max_size` when given) and data.copy_paste, or a
+    DetectError naming the bad key."""
     check_choice("data.augment", augment, AUGMENTS)
+    if not isinstance(copy_paste, bool):
+        raise DetectError(f"data.copy_paste={copy_paste} must be true or false")
     too_large = max_size is not None and isinstance(crop_size, int) and crop_size > max_size
     if augment == "lsj" and (not isinstance(crop_size, int) or crop_size < 1 or too_large):
         bound = f" and at most model.max_size={max_size} (the model resizes a larger crop down to it)" if max_size \

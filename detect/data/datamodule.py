@@ -3,7 +3,7 @@ the synthetic demo."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampl
 from detect.data.checks import BAD_IMAGE_POLICIES
 from detect.data.augment import check_augment, train_transforms
 from detect.data.coco import CocoDetection, SplitReader, read_checked
+from detect.data.copy_paste import copy_paste_collate
 from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups,
                                   check_sampling, collate, repeat_factors)
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
@@ -33,7 +34,8 @@ class DetectionDataModule(L.LightningDataModule):
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
                  aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
                  on_bad_image: str = "skip", sampler: str = "uniform", repeat_threshold: float = 0.1,
-                 repeat_sqrt: bool = True, augment: str = "hflip", crop_size: int | None = None) -> None:
+                 repeat_sqrt: bool = True, augment: str = "hflip", crop_size: int | None = None,
+                 copy_paste: bool = False) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
             raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
@@ -44,8 +46,8 @@ class DetectionDataModule(L.LightningDataModule):
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
         check_sampling(sampler, repeat_threshold, repeat_sqrt)
-        check_augment(augment, crop_size)  # the crop size against the model's: check_train_config
-        self.augment, self.crop_size = augment, crop_size
+        check_augment(augment, crop_size, copy_paste)  # the crop size against the model's: check_train_config
+        self.augment, self.crop_size, self.copy_paste = augment, crop_size, copy_paste
         self.sampler, self.repeat_threshold, self.repeat_sqrt = sampler, repeat_threshold, repeat_sqrt
         self.repeat: RepeatFactors | None = None
         self.train_set: CocoDetection | None = None
@@ -86,6 +88,15 @@ class DetectionDataModule(L.LightningDataModule):
                 labels = [self.train_set.records.target(index)[1] for index in range(len(self.train_set))]
                 self.repeat = repeat_factors(labels, self.repeat_threshold, self.repeat_sqrt)
 
+    def recipe_lines(self) -> list[str]:
+        """The header's account of the training augmentation and sampling other than flips and uniform."""
+        lines = [line for line in [self.sampling_line()] if line]
+        if self.augment != "hflip" or self.copy_paste:
+            lines.append(f"augment {self.augment} (data.augment)"
+                         + (f", {self.crop_size} px crops" if self.augment == "lsj" else "")
+                         + (", copy-paste within each batch" if self.copy_paste else ""))
+        return lines
+
     def sampling_line(self) -> str | None:
         """The header's account of repeat-factor sampling (after `setup`); None for the uniform sampler."""
         if self.repeat is None:
@@ -109,8 +120,9 @@ class DetectionDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: CocoDetection, batch_sampler: Sampler[list[int]]) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate,
+    def _loader(self, dataset: CocoDetection, batch_sampler: Sampler[list[int]],
+                collate_fn: Callable[[list], tuple[list, list]] = collate) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate_fn,
                           pin_memory=self.pin_memory and torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
@@ -127,7 +139,7 @@ class DetectionDataModule(L.LightningDataModule):
         if self.trainer is not None:  # Lightning restores the loop's progress from a checkpoint before this call
             done = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches trained in this epoch
             batch_sampler.start_batch = done if done < len(batch_sampler) else 0
-        return self._loader(self.train_set, batch_sampler)
+        return self._loader(self.train_set, batch_sampler, copy_paste_collate if self.copy_paste else collate)
 
     def val_dataloader(self) -> DataLoader:
         """Every val image once per rank shard; DistributedSampler pads with repeats, the evaluator drops them."""

@@ -86,8 +86,8 @@ class DetectionModule(L.LightningModule):
         loss = sum(losses.values())
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
-        if "dropped" in targets[0]:  # boxes an augmentation preset cropped away (detect.data.augment)
-            self.log("train/boxes_dropped", float(sum(t["dropped"] for t in targets)), batch_size=len(images))
+        if any("dropped" in t for t in targets):  # boxes cropped away or pasted over (detect.data.augment, copy_paste)
+            self.log("train/boxes_dropped", float(sum(t.get("dropped", 0) for t in targets)), batch_size=len(images))
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -50,10 +50,7 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
         lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
                      f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
                      f"dropped, {train.num_empty_dropped} images without boxes dropped")
-        lines += [line for line in [datamodule.sampling_line()] if line]
-        if datamodule.augment != "hflip":
-            lines.append(f"augment {datamodule.augment} (data.augment)"
-                         + (f", {datamodule.crop_size} px crops" if datamodule.augment == "lsj" else ""))
+        lines += datamodule.recipe_lines()
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
                      f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
         lines += [scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")), *recipe_lines(callbacks)]
@@ -155,7 +152,8 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError(f"evaluation.loss={cfg.evaluation.loss} must be true or false")
     check_sampling(**{key: cfg.data[key] for key in ("sampler", "repeat_threshold", "repeat_sqrt") if key in cfg.data})
     if "augment" in cfg.data:
-        check_augment(cfg.data.augment, cfg.data.get("crop_size"), cfg.model.max_size)
+        check_augment(cfg.data.augment, cfg.data.get("crop_size"), cfg.data.get("copy_paste", False),
+                      cfg.model.max_size)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):
