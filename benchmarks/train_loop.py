@@ -53,6 +53,7 @@ from torchvision.models.detection import FasterRCNN
 from benchmarks.coco_scale import cpu_flags
 from detect.config import compose
 from detect.data.datamodule import CocoDataModule
+from detect.engine.lr_scaling import lr_scaling, scaled_configs
 from detect.engine.module import DetectionModule
 from detect.evaluation.coco import CocoEvaluator
 from detect.modeling.model import build_model
@@ -104,8 +105,9 @@ def train_plain(cfg: DictConfig, model: FasterRCNN, datamodule: CocoDataModule, 
                 seed: int) -> list[tuple[float, float]]:
     """torchvision references' training loop for `steps` steps (in place); the `step_clock` marks."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optim)(params)
-    scheduler = instantiate(cfg.scheduler)(optimizer)
+    optim, schedule = scaled_configs(cfg, lr_scaling(cfg))
+    optimizer = instantiate(optim)(params)
+    scheduler = instantiate(schedule)(optimizer)
     clip = cfg.trainer.get("gradient_clip_val")
     model.train()
     torch.manual_seed(seed)
@@ -127,10 +129,12 @@ def train_lightning(cfg: DictConfig, model: FasterRCNN, datamodule: CocoDataModu
     """`lightning.Trainer.fit` of the project's module for `steps` steps (in place); the `step_clock` marks (taken
     after a synchronize on a GPU `device`)."""
     classes = datamodule.classes
+    optim, schedule = scaled_configs(cfg, lr_scaling(cfg))
     module = DetectionModule(model, classes, CocoEvaluator(datamodule.val_set.coco, classes),
-                             optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
+                             optimizer=instantiate(optim), scheduler=instantiate(schedule),
                              output_dir=cfg.output_dir, plots=False)
-    callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "model_checkpoint"]
+    callbacks = [callback for name, c in cfg.callbacks.items() if name != "model_checkpoint"
+                 and (callback := instantiate(c)) is not None]  # the recipe's optional ones are null when off
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=steps, limit_val_batches=0, enable_checkpointing=False,
                                      callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()])
     torch.manual_seed(seed)

@@ -42,7 +42,7 @@ def compose_train(overrides: list[str], output_dir: Path = Path("outputs/tests")
 
 def synthetic_overrides(cache_dir: Path, num_train: int = 16, num_val: int = 8) -> list[str]:
     return [f"data.cache_dir={cache_dir}", f"data.num_train={num_train}", f"data.num_val={num_val}",
-            "data.batch_size=4", "data.val_batch_size=4"]
+            "data.batch_size=4", "data.val_batch_size=4", "optim.reference_batch=4"]  # the tests' lrs are for 4
 
 
 def write_coco(folder: Path, images: list[dict], annotations: list[dict], categories: list[dict],

@@ -54,6 +54,11 @@ def test_unknown_backbone_group_lists_the_options() -> None:
     ("model.backbone.norm=group", "model.backbone.norm='group' is not allowed"),
     ("trainer.precision=8-mixed", "trainer.precision='8-mixed' is not allowed"),
     ("evaluation.backend=fast", "evaluation.backend='fast' is not allowed; choose one of faster, pycocotools"),
+    ("evaluation.loss=maybe", "evaluation.loss=maybe must be true or false"),
+    ("data.sampler=balanced", "data.sampler='balanced' is not allowed; choose one of uniform, repeat_factor"),
+    ("data.repeat_threshold=0", "data.repeat_threshold=0 must be in (0, 1]"),
+    ("data.repeat_threshold=1.01", "data.repeat_threshold=1.01 must be in (0, 1]"),
+    ("data.repeat_sqrt=sometimes", "data.repeat_sqrt=sometimes must be true or false"),
     ("mode=evaluate", "mode=evaluate needs ckpt_path"),
     ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt does not exist"),
 ])

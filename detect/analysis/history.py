@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
@@ -47,12 +48,22 @@ def read_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {}
 
 
+AP_KEYS = ("val/AP", "val/AP50", "val/AP75")  # drawn together, in the "validation AP" panel
+
+
+def history_panels(keys: Iterable[str]) -> list[list[str]]:
+    """The logged keys of each panel: one per value, a training loss with its validation loss, the AP keys last."""
+    keys = set(keys)
+    panels = [[key, *[val for val in [key.replace("train/", "val/", 1)] if val != key and val in keys]]
+              for key in sorted(keys) if not key.startswith("val/")]
+    ap = [key for key in AP_KEYS if key in keys]
+    return panels + ([ap] if ap else [])
+
+
 def plot_history(run_dir: Path, path: Path) -> Path | None:
-    """One panel per logged value (val/AP, AP50 and AP75 together); None when the run's loggers recorded none."""
+    """One panel per logged value (`history_panels`); None when the run's loggers recorded none."""
     series = read_history(run_dir)
-    panels = [[key] for key in sorted(series) if not key.startswith("val/")]
-    ap = [key for key in ("val/AP", "val/AP50", "val/AP75") if key in series]
-    panels += [ap] if ap else []
+    panels = history_panels(series)
     if not panels:
         return None
     columns = min(4, len(panels))
@@ -62,7 +73,7 @@ def plot_history(run_dir: Path, path: Path) -> Path | None:
         for key in keys:
             steps, values = zip(*series[key])
             ax.plot(steps, values, marker="o" if len(steps) < 10 else None, markersize=3, label=key, linewidth=1)
-        ax.set(title=" / ".join(keys) if len(keys) == 1 else "validation AP", xlabel="step")
+        ax.set(title="validation AP" if keys[0] in AP_KEYS else " / ".join(keys), xlabel="step")
         if len(keys) > 1:
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -16,7 +16,6 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from detect.data.checks import CheckReport, check_coco
 from detect.data.records import build_records
@@ -70,15 +69,6 @@ def load_coco(annotation_file: str | Path) -> COCO:
     return read_coco(annotation_file)[0]
 
 
-def train_transforms(flip_prob: float, photometric: bool) -> v2.Compose:
-    """Flip and optional colour jitter; multi-scale resizing is the model's (a list of `model.min_size`)."""
-    steps: list[v2.Transform] = [v2.RandomHorizontalFlip(flip_prob)]
-    if photometric:
-        steps.append(v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.02))
-    steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
-    return v2.Compose(steps)
-
-
 SplitReader = Callable[[], tuple[dict[str, Any], CheckReport]]  # one split as a checked COCO-format dict + report
 
 
@@ -93,7 +83,8 @@ class CocoDetection(Dataset):
     index of the split (`coco`, the evaluator's ground truth) is kept with `keep_coco`, else read again if asked.
     """
 
-    def __init__(self, source: str | Path | SplitReader, image_dir: str | Path, transforms: v2.Transform | None = None,
+    def __init__(self, source: str | Path | SplitReader, image_dir: str | Path,
+                 transforms: Callable[..., tuple[torch.Tensor, dict[str, Any]]] | None = None,
                  keep_empty: bool = True, on_bad_image: str = "skip", keep_coco: bool = True) -> None:
         self.read: SplitReader = source if callable(source) else partial(read_checked, source, image_dir, on_bad_image)
         dataset, self.report = self.read()

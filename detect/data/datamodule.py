@@ -3,7 +3,7 @@ the synthetic demo."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,11 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from detect.data.checks import BAD_IMAGE_POLICIES
-from detect.data.coco import CocoDetection, SplitReader, read_checked, train_transforms
-from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups, collate
+from detect.data.augment import check_augment, train_transforms
+from detect.data.coco import CocoDetection, SplitReader, read_checked
+from detect.data.copy_paste import copy_paste_collate
+from detect.data.samplers import (GroupedBatchSampler, RepeatFactors, RepeatFactorSampler, aspect_ratio_groups,
+                                  check_sampling, collate, repeat_factors)
 from detect.data.synthetic import DEMO_SHAPES, write_synthetic_coco
 from detect.data.voc import read_voc_split, split_ids, voc_class_names
 from detect.data.yolo import read_data_yaml, read_yolo_split, split_sources
@@ -30,7 +33,9 @@ class DetectionDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 2, val_batch_size: int = 1, num_workers: int = 4, pin_memory: bool = True,
                  keep_empty_train: bool = False, flip_prob: float = 0.5, photometric: bool = False,
                  aspect_ratio_group_factor: int = 3, shuffle: bool = True, seed: int = 0,
-                 on_bad_image: str = "skip") -> None:
+                 on_bad_image: str = "skip", sampler: str = "uniform", repeat_threshold: float = 0.1,
+                 repeat_sqrt: bool = True, augment: str = "hflip", crop_size: int | None = None,
+                 copy_paste: bool = False) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1:
             raise DetectError(f"data.batch_size={batch_size} / data.val_batch_size={val_batch_size} must be >= 1")
@@ -40,6 +45,11 @@ class DetectionDataModule(L.LightningDataModule):
         self.aspect_ratio_group_factor, self.shuffle, self.seed = aspect_ratio_group_factor, shuffle, seed
         check_choice("data.on_bad_image", on_bad_image, BAD_IMAGE_POLICIES)
         self.on_bad_image = on_bad_image
+        check_sampling(sampler, repeat_threshold, repeat_sqrt)
+        check_augment(augment, crop_size, copy_paste)  # the crop size against the model's: check_train_config
+        self.augment, self.crop_size, self.copy_paste = augment, crop_size, copy_paste
+        self.sampler, self.repeat_threshold, self.repeat_sqrt = sampler, repeat_threshold, repeat_sqrt
+        self.repeat: RepeatFactors | None = None
         self.train_set: CocoDetection | None = None
         self.val_set: CocoDetection | None = None
 
@@ -67,12 +77,38 @@ class DetectionDataModule(L.LightningDataModule):
         self.val_set = CocoDetection(self.reader("val"), self.image_dir("val"))
         if stage in (None, "fit"):
             self.train_set = CocoDetection(self.reader("train"), self.image_dir("train"),
-                                           train_transforms(self.flip_prob, self.photometric),
+                                           train_transforms(self.flip_prob, self.photometric, self.augment,
+                                                            self.crop_size),
                                            keep_empty=self.keep_empty_train,
                                            keep_coco=False)  # only the val split's index is evaluated against
             if self.train_set.classes != self.val_set.classes:
                 raise DetectError(f"{self.source('train')} and {self.source('val')} list different categories; "
                                   "both splits need the same 'categories'")
+            if self.sampler == "repeat_factor":
+                labels = [self.train_set.records.target(index)[1] for index in range(len(self.train_set))]
+                self.repeat = repeat_factors(labels, self.repeat_threshold, self.repeat_sqrt)
+
+    def recipe_lines(self) -> list[str]:
+        """The header's account of the training augmentation and sampling other than flips and uniform."""
+        lines = [line for line in [self.sampling_line()] if line]
+        if self.augment != "hflip" or self.copy_paste:
+            lines.append(f"augment {self.augment} (data.augment)"
+                         + (f", {self.crop_size} px crops" if self.augment == "lsj" else "")
+                         + (", copy-paste within each batch" if self.copy_paste else ""))
+        return lines
+
+    def sampling_line(self) -> str | None:
+        """The header's account of repeat-factor sampling (after `setup`); None for the uniform sampler."""
+        if self.repeat is None:
+            return None
+        fraction, factor = self.repeat.class_fraction, self.repeat.class_factor
+        rarest, commonest = min(fraction, key=fraction.get), max(fraction, key=fraction.get)
+        names = self.classes.names
+        return (f"sampler repeat_factor (data.repeat_threshold={self.repeat_threshold:g}, "
+                f"{'sqrt(t/f)' if self.repeat_sqrt else 't/f'}): rarest class {names[rarest - 1]} (in "
+                f"{fraction[rarest]:.1%} of the images) x{factor[rarest]:.2f}, commonest {names[commonest - 1]} "
+                f"({fraction[commonest]:.1%}) x{factor[commonest]:.2f}; {self.repeat.images.sum():.0f} images an "
+                f"epoch instead of {len(self.train_set)}")
 
     @property
     def classes(self) -> Classes:
@@ -84,8 +120,9 @@ class DetectionDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: CocoDetection, batch_sampler: Sampler[list[int]]) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate,
+    def _loader(self, dataset: CocoDetection, batch_sampler: Sampler[list[int]],
+                collate_fn: Callable[[list], tuple[list, list]] = collate) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=self.num_workers, collate_fn=collate_fn,
                           pin_memory=self.pin_memory and torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
@@ -93,14 +130,16 @@ class DetectionDataModule(L.LightningDataModule):
         """This rank's shard in an order set by (seed, epoch), grouped by aspect ratio; a run resumed mid-epoch goes
         on with the rest of that epoch's order (no image twice, none skipped)."""
         world_size, rank = self._world()
-        sampler = DistributedSampler(self.train_set, world_size, rank, shuffle=self.shuffle, seed=self.seed)
+        sampler = (DistributedSampler(self.train_set, world_size, rank, shuffle=self.shuffle, seed=self.seed)
+                   if self.repeat is None else
+                   RepeatFactorSampler(self.repeat.images, world_size, rank, shuffle=self.shuffle, seed=self.seed))
         groups = (aspect_ratio_groups(self.train_set.aspect_ratios(), self.aspect_ratio_group_factor)
                   if self.aspect_ratio_group_factor >= 0 else [0] * len(self.train_set))
         batch_sampler = GroupedBatchSampler(sampler, groups, self.batch_size)
         if self.trainer is not None:  # Lightning restores the loop's progress from a checkpoint before this call
             done = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches trained in this epoch
             batch_sampler.start_batch = done if done < len(batch_sampler) else 0
-        return self._loader(self.train_set, batch_sampler)
+        return self._loader(self.train_set, batch_sampler, copy_paste_collate if self.copy_paste else collate)
 
     def val_dataloader(self) -> DataLoader:
         """Every val image once per rank shard; DistributedSampler pads with repeats, the evaluator drops them."""

@@ -29,17 +29,40 @@ def log_images(loggers: Sequence[Logger], paths: Sequence[str | Path], step: int
                 logger.experiment.add_image(f"plots/{Path(path).stem}", image[..., ::-1], step, dataformats="HWC")
 
 
+@torch.no_grad()
+def validation_losses(model: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
+                      seed: int) -> dict[str, torch.Tensor]:
+    """The training losses of a val batch, leaving training as it was: torchvision returns losses only in train
+    mode, so the model runs in it with its BatchNorm layers in eval mode (running statistics untouched), and on a
+    forked RNG seeded with `seed` (the proposal samplers draw from it: the same loss each evaluation, the same
+    draws for training after it)."""
+    was_training = model.training
+    devices = [images[0].device] if images and images[0].is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model.train()
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+        try:
+            return model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+        finally:
+            model.train(was_training)
+
+
 class DetectionModule(L.LightningModule):
     """Trains a torchvision FasterRCNN and scores it with COCOeval (`evaluator.backend`) on the validation split.
 
     `optimizer` and `scheduler` are factories (Hydra `_partial_` configs) called with the trainable
-    parameters and the optimizer. Evaluation files go to `output_dir/eval`.
+    parameters and the optimizer. Evaluation files go to `output_dir/eval`. With `val_loss` the training losses of
+    the val split are logged too (val/loss and its parts).
     """
 
     def __init__(self, model: FasterRCNN, classes: Classes, evaluator: CocoEvaluator,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., LambdaLR] | None = None, model_config: dict[str, Any] | None = None,
-                 output_dir: str | Path = ".", val_files: dict[str, str] | None = None, plots: bool = True) -> None:
+                 output_dir: str | Path = ".", val_files: dict[str, str] | None = None, plots: bool = True,
+                 val_loss: bool = True) -> None:
         super().__init__()
         self.model = float32_boxes(model)  # mixed precision autocasts each step: boxes and NMS stay float32
         self.classes = classes
@@ -49,7 +72,7 @@ class DetectionModule(L.LightningModule):
         self.model_config = model_config or {}
         self.output_dir = Path(output_dir)
         self.val_files = val_files or {}  # val_json and val_images, for the plots and `python -m detect analyze`
-        self.plots = plots
+        self.plots, self.val_loss = plots, val_loss
         self.last_evaluation = None
 
     @staticmethod
@@ -63,6 +86,8 @@ class DetectionModule(L.LightningModule):
         loss = sum(losses.values())
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(images))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        if any("dropped" in t for t in targets):  # boxes cropped away or pasted over (detect.data.augment, copy_paste)
+            self.log("train/boxes_dropped", float(sum(t.get("dropped", 0) for t in targets)), batch_size=len(images))
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -70,8 +95,14 @@ class DetectionModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> None:
         images, targets = batch
-        outputs = self.model(self._to_float(images))
+        images = self._to_float(images)
+        outputs = self.model(images)
         self.evaluator.update(outputs, [t["image_id"] for t in targets])
+        if self.val_loss:
+            losses = validation_losses(self.model, images, targets, seed=batch_idx)
+            self.log_dict({f"val/{name}": value for name, value in losses.items()}, batch_size=len(images),
+                          sync_dist=True)
+            self.log("val/loss", sum(losses.values()), batch_size=len(images), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         evaluation, results = self.evaluator.compute()  # every rank gets the same numbers

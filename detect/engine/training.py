@@ -14,11 +14,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from detect.analysis.history import plot_history
 from detect.config import instantiate_node
 from detect.data.datamodule import DetectionDataModule
+from detect.data.augment import check_augment
+from detect.data.samplers import check_sampling
 from detect.engine.checkpoint_io import AtomicCheckpointIO
 from detect.engine.console import quiet_lightning
 from detect.engine.csv_logger import drop_logged_rows_from
 from detect.engine.initial_weights import resolve_initial_weights
+from detect.engine.lr_scaling import LrScaling, lr_scaling, scaled_configs
 from detect.engine.module import DetectionModule, log_images
+from detect.engine.recipe_callbacks import recipe_lines, stop_lines
 from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
 from detect.modeling.checkpoint import missing_checkpoint, read_checkpoint
@@ -28,7 +32,7 @@ from detect.utils.errors import DetectError, check_choice
 
 @rank_zero_only
 def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictConfig, network: torch.nn.Module,
-                  weight_lines: list[str]) -> None:
+                  weight_lines: list[str], scaling: LrScaling, callbacks: list[L.Callback]) -> None:
     train, val = datamodule.train_set, datamodule.val_set
     parameters = sum(p.numel() for p in network.parameters())
     trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
@@ -46,9 +50,10 @@ def _print_header(cfg: DictConfig, datamodule: DetectionDataModule, model: DictC
         lines.append(f"train {len(train)} images, {train.num_boxes} boxes from {datamodule.source('train')}: "
                      f"{train.num_crowd} crowd boxes kept out of training, {train.num_degenerate} degenerate boxes "
                      f"dropped, {train.num_empty_dropped} images without boxes dropped")
+        lines += datamodule.recipe_lines()
         lines.append(f"steps {cfg.trainer.max_steps} x {datamodule.batch_size} images per device, "
-                     f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]} lr {cfg.optim.lr}, "
-                     f"precision {cfg.trainer.precision}")
+                     f"optimizer {cfg.optim._target_.rsplit('.', 1)[-1]}, precision {cfg.trainer.precision}")
+        lines += [scaling.line(cfg.optim.lr, cfg.scheduler.get("warmup_steps")), *recipe_lines(callbacks)]
     for dataset in (val, train):
         if dataset is not None:
             lines += [f"data check: {line}" for line in dataset.report.lines()]
@@ -62,6 +67,8 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
 
     `callbacks` join the configured ones in a fit (detect.engine.sweep's pruning callback)."""
     check_train_config(cfg)
+    configured = [callback for callback in (instantiate_node(node) for node in cfg.callbacks.values())
+                  if callback is not None] if cfg.mode == "fit" else []  # before any data work: bad values fail first
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
@@ -82,20 +89,26 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
                           f"but the val set has {classes.category_ids}; evaluate it on its own dataset")
     model = initial.build(classes)
 
+    scaling = lr_scaling(cfg)
+    optimizer, scheduler = scaled_configs(cfg, scaling)
     module = DetectionModule(
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes, cfg.evaluation.backend),
-        optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
+        optimizer=instantiate(optimizer), scheduler=instantiate(scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
+        val_loss=cfg.evaluation.get("loss", True),
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*(instantiate(c) for c in cfg.callbacks.values()), *callbacks] if cfg.mode == "fit" else None,
+        callbacks=[*configured, *callbacks] if cfg.mode == "fit" else None,
         logger=[instantiate(c) for c in cfg.logger.values()],
         plugins=[AtomicCheckpointIO()],
     )
-    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), model, initial.lines)
+    _print_header(cfg, datamodule, OmegaConf.create(initial.model_config), model, initial.lines, scaling,
+                  configured)
     if cfg.mode == "fit":
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        for line in stop_lines(configured, trainer.global_step):
+            rank_zero_only(print)(line)
         if cfg.plots and trainer.is_global_zero:
             history = plot_history(output_dir, output_dir / "plots" / "results.png")
             log_images(trainer.loggers, [history] if history else [], trainer.global_step)
@@ -124,6 +137,7 @@ def check_train_config(cfg: DictConfig) -> None:
     check_model_config(cfg.model)
     if cfg.optim.lr <= 0:
         raise DetectError(f"optim.lr={cfg.optim.lr} must be > 0")
+    lr_scaling(cfg)
     if cfg.optim.get("weight_decay", 0) < 0:
         raise DetectError(f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
     if list(cfg.scheduler.get("milestones", [])) != sorted(cfg.scheduler.get("milestones", [])):
@@ -134,6 +148,12 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError(f"{SYNC_BN_NEEDS_GPUS}, and this run trains on the CPU (trainer.accelerator="
                           f"{cfg.trainer.accelerator}); use model.backbone.norm=bn")
     check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
+    if not isinstance(cfg.evaluation.get("loss", True), bool):
+        raise DetectError(f"evaluation.loss={cfg.evaluation.loss} must be true or false")
+    check_sampling(**{key: cfg.data[key] for key in ("sampler", "repeat_threshold", "repeat_sqrt") if key in cfg.data})
+    if "augment" in cfg.data:
+        check_augment(cfg.data.augment, cfg.data.get("crop_size"), cfg.data.get("copy_paste", False),
+                      cfg.model.max_size)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):

@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 import detect.utils.drawing
 from detect.analysis.coco_errors import curve_summary, error_curves
 from detect.analysis.error_plot import plot_errors
-from detect.analysis.history import plot_history, read_history
+from detect.analysis.history import history_panels, plot_history, read_history
 from detect.analysis.images import _drawn
 from detect.analysis.tide import tide_breakdown
 from detect.evaluation.coco import evaluate_coco, load_results
@@ -130,3 +130,10 @@ def test_ground_truth_panels_show_names_without_a_score(monkeypatch: pytest.Monk
     _drawn(image, [{"category_id": 2, "bbox": [1, 1, 5, 5], "iscrowd": 0}], classes)
     _drawn(image, [found(1, 1, 0.875, [1, 1, 5, 5])], classes)
     assert texts == ["b", "a 0.88"]
+
+
+def test_results_png_draws_each_validation_loss_beside_its_training_loss() -> None:
+    keys = ["val/AP50", "train/loss", "val/loss", "train/loss_classifier", "lr-SGD", "val/AP", "val/loss_classifier",
+            "train/loss_objectness"]
+    assert history_panels(keys) == [["lr-SGD"], ["train/loss", "val/loss"], ["train/loss_classifier",
+                                    "val/loss_classifier"], ["train/loss_objectness"], ["val/AP", "val/AP50"]]

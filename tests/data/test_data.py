@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
-from detect.data.coco import CocoDetection, load_coco, read_image, train_transforms
+from detect.data.augment import train_transforms
+from detect.data.coco import CocoDetection, load_coco, read_image
 from detect.data.datamodule import CocoDataModule
 from detect.data.samplers import GroupedBatchSampler, aspect_ratio_groups
 from detect.data.synthetic import write_synthetic_coco

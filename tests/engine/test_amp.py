@@ -26,8 +26,8 @@ class ActivationDtypes(L.Callback):
         self.dtypes: list[torch.dtype] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.model.backbone.body.register_forward_hook(
-            lambda module, args, output: self.dtypes.append(output["3"].dtype) if module.training else None)
+        pl_module.model.backbone.body.register_forward_hook(  # training steps only: val/loss runs in train mode too
+            lambda module, args, output: self.dtypes.append(output["3"].dtype) if trainer.training else None)
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_pa
                        "trainer.val_check_interval=3", "plots=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "built-in demo" in result.stdout
+    assert "lr 0.04 x 4/4 = 0.04 for a total batch of 4 = 1 device(s) x 4 images x 1 accumulated" in result.stdout
     assert result.stdout.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 1
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert logged_steps(tmp_path) == [0, 1, 2]
