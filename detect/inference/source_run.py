@@ -120,6 +120,7 @@ class SourceRun:
             "frames_lost": sum(gap.frames_lost or 0 for gap in gaps), "resized_frames": reader.resized,
             "stopped_by": self.ended_by(run_stopped_by), "detections": writer.detections,
             **({"slice": OmegaConf.to_container(cfg.slice)} if cfg.slice.size is not None else {}),
+            **({"tta": OmegaConf.to_container(cfg.tta)} if cfg.tta.flip or cfg.tta.sizes else {}),
             **({"tracker": self.tracker.name, "tracks": len(self.tracker.track_ids)} if self.tracker else {}),
             **({"zones": self.counter.summary(), "events": writer.counting.events}
                if self.counter else {}),

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torchvision.ops import batched_nms, box_area
 
-from detect.config import compose
+from detect.config import block_with
 from detect.utils.errors import DetectError, check_choice
 
 Output = dict[str, torch.Tensor]
@@ -200,14 +199,8 @@ def slice_spec(settings: SliceInput) -> SliceSpec | None:
     slicing) while slice.size is null."""
     if settings is None or isinstance(settings, SliceSpec):
         return settings
-    block = compose("infer").slice
-    OmegaConf.set_struct(block, True)
-    try:
-        block = OmegaConf.merge(block, settings)
-    except Exception as error:  # omegaconf's ConfigKeyError / ValidationError
-        raise DetectError(f"slice={dict(settings)} does not fit infer.yaml's slice block "
-                          f"({str(error).splitlines()[0]}); its keys are {', '.join(block)}") from None
-    return SliceSpec(**OmegaConf.to_container(block)) if block.size is not None else None
+    block = block_with("infer", "slice", settings)
+    return SliceSpec(**block) if block["size"] is not None else None
 
 
 def slicer(settings: SliceInput, batch: bool = True) -> Slicer | None:
