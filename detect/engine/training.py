@@ -22,6 +22,8 @@ from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
 from detect.modeling.checkpoint import read_checkpoint
 from detect.modeling.model import SYNC_BN_NEEDS_GPUS, check_model_config
+from detect.modeling.slicing import slicer
+from detect.modeling.tta import augmented, tta_spec
 from detect.utils.errors import DetectError, check_choice
 
 
@@ -81,6 +83,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         model, classes, CocoEvaluator(datamodule.val_set.coco, classes, cfg.evaluation.backend),
         optimizer=instantiate(cfg.optim), scheduler=instantiate(cfg.scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
+        augment=augmented(model, cfg.evaluation.tta, cfg.evaluation.slice),
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -129,6 +132,8 @@ def check_train_config(cfg: DictConfig) -> None:
         raise DetectError(f"{SYNC_BN_NEEDS_GPUS}, and this run trains on the CPU (trainer.accelerator="
                           f"{cfg.trainer.accelerator}); use model.backbone.norm=bn")
     check_choice("evaluation.backend", cfg.evaluation.backend, BACKENDS)
+    slicer(cfg.evaluation.slice)
+    tta_spec(cfg.evaluation.tta)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):

@@ -21,6 +21,7 @@ import torch
 from torchvision.ops import box_iou
 
 from detect.export.openvino_runtime import FLOAT_IR_KEY, OpenVinoDetector, read_metadata
+from detect.modeling.model import DetectorCall
 from detect.modeling.preprocess import to_model_input
 from detect.utils.cpu import cpu_description
 from detect.utils.errors import DetectError
@@ -32,7 +33,6 @@ MATCH_SCORE = 0.3  # boxes scored lower are noise to both precisions and left ou
 MIN_AGREEMENT = 0.8  # the check passes when this fraction of each side's boxes has a match on the other
 MIN_BOXES = 10  # fewer fp32 boxes on the images decide nothing: the IR runs, with a line saying so
 
-DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
 
 @dataclass(frozen=True)

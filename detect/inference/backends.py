@@ -26,13 +26,11 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detect.modeling.half_precision import float32_boxes
-from detect.modeling.model import COCO_CLASSES, build_detector
+from detect.modeling.model import COCO_CLASSES, DetectorCall, build_detector
 from detect.modeling.tta import at_short_side
 from detect.structures import Classes
 from detect.utils.device import PRECISIONS
 from detect.utils.errors import DetectError, check_choice
-
-DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
 
 @dataclass

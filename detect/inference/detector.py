@@ -90,10 +90,10 @@ class Detector:
         COCO's 91 outputs). backend="openvino" with precision="int8" calibrates on `calibration` images (default: the
         checkpoint's training images) once, and int8 / bf16 IRs are compared with fp32 at the first load on a CPU (fp32
         runs instead if they disagree, unless precision_check=False; see `detect.export.precision_check`). `slice`
-        (infer.yaml's slice keys, e.g. {"size": [512, 512], "merge": "nms"}) runs each frame as overlapping slices
-        plus the whole frame, merged; `tta` (infer.yaml's tta keys, e.g. {"flip": True, "sizes": [640, 800]}) runs
-        each frame mirrored and at other short sides too, merged. `backbone` and `**model` (e.g. min_size=512, rpn={"post_nms_top_n_test": 300})
-        set the model config where the weights do not bring one."""
+        (configs/slice's keys, e.g. {"size": [512, 512], "merge": "nms"}) runs each frame as overlapping slices plus
+        the whole frame, merged; `tta` (configs/tta's keys, e.g. {"flip": True, "sizes": [640, 800]}) runs each frame
+        mirrored and at other short sides too, merged. `backbone` and `**model` (e.g. min_size=512,
+        rpn={"post_nms_top_n_test": 300}) set the model config where the weights do not bring one."""
         model_cfg = model_config(backbone, **model)
         model_cfg.roi.score_thresh = score_threshold
         options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration,

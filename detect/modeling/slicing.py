@@ -17,7 +17,7 @@ intersection over the smaller box, and becomes the box enclosing them); NMS is t
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +25,17 @@ import torch
 from torchvision.ops import batched_nms, box_area
 
 from detect.config import block_with
+from detect.modeling.model import DetectorCall
+from detect.modeling.model import DetectorOutput as Output
 from detect.utils.errors import DetectError, check_choice
 
-Output = dict[str, torch.Tensor]
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 MERGES = ("nmm", "nms")
 
 
 @dataclass(frozen=True)
 class SliceSpec:
-    """How frames are sliced (infer.yaml's `slice` block): slice height and width, the overlap of neighbours as a
+    """How frames are sliced (configs/slice): slice height and width, the overlap of neighbours as a
     fraction of the slice, whether the whole frame is a pass too, and how the passes' boxes are merged."""
 
     size: tuple[int, int]
@@ -59,7 +60,7 @@ class SliceSpec:
             raise DetectError(f"slice.iou={self.iou} must be in (0, 1]: the overlap at which two boxes are one object")
 
 
-SliceInput = Mapping[str, Any] | SliceSpec | None  # infer.yaml's slice keys, a SliceSpec, or None: no slicing
+SliceInput = Mapping[str, Any] | SliceSpec | None  # configs/slice's keys, a SliceSpec, or None: no slicing
 
 
 def _number(value: object) -> bool:
@@ -181,7 +182,15 @@ class Slicer:
               file=sys.stderr, flush=True)
 
 
-def call_by_shape(call: Callable[[list[torch.Tensor]], list[Output]], images: Sequence[torch.Tensor]) -> list[Output]:
+def sliced(cut: Slicer, call: DetectorCall) -> DetectorCall:
+    """`call` run on the slices of its images, one merged output an image (evaluation; the Detector times the steps)."""
+    def run(images: list[torch.Tensor]) -> list[Output]:
+        passes, plan = cut.split(images)
+        return cut.join(call_by_shape(call, passes), plan)
+    return run
+
+
+def call_by_shape(call: DetectorCall, images: Sequence[torch.Tensor]) -> list[Output]:
     """`call` once per distinct image shape (a batch pads its images to the largest: slices are not padded to the
     whole frame), the outputs in the images' order."""
     shapes: dict[tuple[int, ...], list[int]] = {}
@@ -195,7 +204,7 @@ def call_by_shape(call: Callable[[list[torch.Tensor]], list[Output]], images: Se
 
 
 def slice_spec(settings: SliceInput) -> SliceSpec | None:
-    """The SliceSpec of infer.yaml's `slice` block with `settings` (e.g. {"size": [512, 512]}) over it; None (no
+    """The SliceSpec of configs/slice with `settings` (e.g. {"size": [512, 512]}) over it; None (no
     slicing) while slice.size is null."""
     if settings is None or isinstance(settings, SliceSpec):
         return settings

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -21,15 +22,16 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
 from detect.config import block_with
+from detect.modeling.model import DetectorCall
+from detect.modeling.model import DetectorOutput as Output
+from detect.modeling.slicing import SliceInput, sliced, slicer
 from detect.utils.errors import DetectError
 
-Output = dict[str, torch.Tensor]
-DetectorCall = Callable[[list[torch.Tensor]], list[Output]]
 
 
 @dataclass(frozen=True)
 class TtaSpec:
-    """Which views (infer.yaml's `tta` block): the mirror, the short sides (empty: the model's own) and the IoU of
+    """Which views (configs/tta): the mirror, the short sides (empty: the model's own) and the IoU of
     the NMS that merges them."""
 
     flip: bool
@@ -49,11 +51,11 @@ class TtaSpec:
             raise DetectError(f"tta.iou={self.iou} must be in (0, 1]: the IoU at which two views' boxes are one")
 
 
-TtaInput = Mapping[str, Any] | TtaSpec | None  # infer.yaml's tta keys, a TtaSpec, or None: no augmentation
+TtaInput = Mapping[str, Any] | TtaSpec | None  # configs/tta's keys, a TtaSpec, or None: no augmentation
 
 
 def tta_spec(settings: TtaInput) -> TtaSpec | None:
-    """The TtaSpec of infer.yaml's `tta` block with `settings` over it; None while it asks for no other view."""
+    """The TtaSpec of configs/tta with `settings` over it; None while it asks for no other view."""
     if settings is None or isinstance(settings, TtaSpec):
         return settings
     spec = TtaSpec(**block_with("infer", "tta", settings))
@@ -95,6 +97,14 @@ def merged(outputs: Sequence[Output], iou: float) -> Output:
     boxes, scores, labels = (torch.cat([output[key] for output in outputs]) for key in ("boxes", "scores", "labels"))
     keep = batched_nms(boxes.float(), scores.float(), labels, iou)
     return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
+
+
+def augmented(model: FasterRCNN, tta: TtaInput, slicing: SliceInput) -> DetectorCall | None:
+    """`model` (in eval mode) with test-time augmentation and / or slicing (configs/tta, configs/slice); None with
+    neither: the model alone."""
+    spec, cut = tta_spec(tta), slicer(slicing)
+    call = Tta(spec, model, partial(at_short_side, model, model)) if spec else model
+    return sliced(cut, call) if cut else call if spec else None
 
 
 class Tta:
