@@ -98,12 +98,14 @@ def intersection_over_smaller(boxes: torch.Tensor) -> torch.Tensor:
 def greedy_nmm(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, threshold: float) -> Output:
     """SAHI's greedy non-maximum merging: by descending score, a box absorbs every box of its class not yet absorbed
     whose intersection over the smaller box is at least `threshold`, and becomes the box enclosing them, with its own
-    score. Of equal scores the larger box leads (it holds the parts the others saw)."""
+    score. Of equal scores the larger box leads (it holds the parts the others saw). The loop runs on the host (a
+    GPU would synchronize at every box)."""
+    boxes, scores, labels = boxes.cpu(), scores.cpu(), labels.cpu()
     by_area = box_area(boxes).argsort(descending=True)
     order = by_area[scores[by_area].argsort(descending=True, stable=True)]
     boxes, scores, labels = boxes[order], scores[order], labels[order]
     matches = (intersection_over_smaller(boxes) >= threshold) & (labels[:, None] == labels[None, :])
-    taken = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    taken = torch.zeros(len(boxes), dtype=torch.bool)
     kept, merged = [], []
     for index in range(len(boxes)):
         if taken[index]:
@@ -114,7 +116,7 @@ def greedy_nmm(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, 
         kept.append(index)
         members = boxes[group]
         merged.append(torch.cat([members[:, :2].min(dim=0).values, members[:, 2:].max(dim=0).values]))
-    kept_index = torch.tensor(kept, dtype=torch.long, device=boxes.device)
+    kept_index = torch.tensor(kept, dtype=torch.long)
     return {"boxes": torch.stack(merged) if merged else boxes[:0], "labels": labels[kept_index],
             "scores": scores[kept_index]}
 
