@@ -1,5 +1,6 @@
-"""Sliced inference in the Detector and infer.py: parity with the plain run, a cut object merged, one backend call
-for the slices, the slice stage in frames.csv, bad settings as one line."""
+"""Sliced inference and test-time augmentation in the Detector and infer.py: parity with the plain run, a cut object
+merged, one backend call for the slices, the slice stage in frames.csv, the mirror mapped back and merged, bad
+settings as one line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import BrightSquare, compose_infer, write_checkpoint, write_clip
 
 from detect import Detector
@@ -27,10 +29,16 @@ def square_image(x0: int, x1: int, size: tuple[int, int] = (96, 128)) -> np.ndar
     return image
 
 
-def test_one_slice_covering_the_frame_returns_exactly_the_plain_detections(tmp_path: Path) -> None:
-    checkpoint = tmp_path / "tiny.ckpt"
-    write_checkpoint(checkpoint, compose_infer(["source=x"], tmp_path).model, Classes(["cat", "dog"], [17, 42]))
-    plain = Detector.load(checkpoint, score_threshold=0.05, threads=1)
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Detector:
+    """The tiny inference model with random weights (classes cat and dog), detections from score 0.05."""
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    write_checkpoint(checkpoint, compose_infer(["source=x"], checkpoint.parent).model,
+                     Classes(["cat", "dog"], [17, 42]))
+    return Detector.load(checkpoint, score_threshold=0.05, threads=1)
+
+
+def test_one_slice_covering_the_frame_returns_exactly_the_plain_detections(plain: Detector) -> None:
     sliced = Detector(plain.backend, score_threshold=0.05, slicing={"size": [96, 128], "full_frame": False})
     image = np.random.default_rng(0).integers(0, 255, size=(96, 128, 3), dtype=np.uint8)
     expected, result = plain(image), sliced(image)
@@ -75,12 +83,6 @@ def test_infer_with_slicing_tracks_counts_and_times_the_slice_stage(tmp_path: Pa
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["slice"]["merge"] == "nmm"
 
 
-def test_infer_loads_a_sliced_model(tmp_path: Path) -> None:
-    clip = write_clip(tmp_path / "clip.avi", frames=3)
-    summary = infer(compose_infer([f"source={clip}", "slice.size=[64,64]", "score_threshold=0.01"], tmp_path / "out"))
-    assert summary["frames"] == 3 and summary["stages_ms"]["slice"]["mean"] > 0
-
-
 @pytest.mark.parametrize(("overrides", "message"), [
     (["slice.size=[0,64]"], r"^slice.size=\[0, 64\] must be a slice height and width in pixels, both >= 1"),
     (["slice.size=[64,64]", "slice.overlap=1.5"], r"^slice.overlap=1.5 must be in \[0, 1\)"),
@@ -95,3 +97,51 @@ def test_unknown_slice_keys_of_the_api_are_one_line() -> None:
     with pytest.raises(DetectError, match=r"^slice=\{'step': 3\} does not fit infer.yaml's slice block \(Key 'step' "
                                           r"is not in struct\); its keys are size, overlap, full_frame, merge, iou$"):
         Detector(Backend(BrightSquare(), CLASSES, "bright square"), slicing={"step": 3})
+
+
+class Recorded(BrightSquare):
+    """BrightSquare that keeps the images it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[torch.Tensor] = []
+
+    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self.images += images
+        return super().__call__(images)
+
+
+@pytest.mark.parametrize(("x0", "x1"), [(49, 79), (10, 40)])  # symmetric about the middle, and not
+def test_flip_returns_the_mirror_mapped_back_and_merged_into_the_same_set(x0: int, x1: int) -> None:
+    backend = Recorded()
+    result = Detector(Backend(backend, CLASSES, "square"), tta={"flip": True})(square_image(x0, x1))
+    assert result.boxes.tolist() == [[x0, 30, x1, 60]] and result.scores.tolist() == pytest.approx([0.9])
+    assert backend.calls == [2] and torch.equal(backend.images[1], backend.images[0].flip(-1))  # in one call
+
+
+def test_the_models_own_short_side_returns_exactly_the_plain_detections(plain: Detector) -> None:
+    image = np.random.default_rng(0).integers(0, 255, size=(96, 128, 3), dtype=np.uint8)
+    expected, own_size = plain(image), plain.backend.input_size(96, 128)
+    own = Detector(plain.backend, score_threshold=0.05, tta={"sizes": [128]})(image)  # TINY_INFER's min_size
+    assert len(expected) > 0
+    np.testing.assert_array_equal(own.boxes, expected.boxes)
+    np.testing.assert_array_equal(own.scores, expected.scores)
+    Detector(plain.backend, score_threshold=0.05, tta={"flip": True, "sizes": [64, 160]})(image)
+    assert plain.backend.input_size(96, 128) == own_size  # the resize is the model's own again
+
+
+def test_infer_with_tta_and_slicing_runs(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", frames=3)
+    cfg = compose_infer([f"source={clip}", "tta.flip=true", "tta.sizes=[96,128]", "slice.size=[64,64]"],
+                        tmp_path / "out")
+    summary = infer(cfg)
+    assert summary["frames"] == 3 and summary["tta"] == {"flip": True, "sizes": [96, 128], "iou": 0.5}
+    assert summary["stages_ms"]["slice"]["mean"] > 0
+
+
+def test_sizes_on_a_backend_that_cannot_resize_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DetectError, match=r"^tta.sizes=\[640\] needs backend=torch: an exported graph resizes"):
+        Detector(Backend(BrightSquare(), CLASSES, "square"), tta={"sizes": [640]})
+    cfg = compose_infer(["source=missing.avi", "backend=onnxruntime", "tta.sizes=[640]"], tmp_path)
+    with pytest.raises(DetectError, match=r"^tta.sizes=\[640\] needs backend=torch"):
+        infer(cfg)
