@@ -1,5 +1,6 @@
-"""Sliced inference (SAHI's recipe): each frame cut into overlapping slices, plus the whole frame, all of them sent to
-the detector in one call, their boxes shifted back to the frame and merged per class. Each slice is resized by the
+"""Sliced inference (SAHI's recipe): each frame cut into overlapping slices, plus the whole frame; the slices go to the
+detector in one call (the whole frame in a second: a batch pads its images to the largest), their boxes are shifted
+back to the frame and merged per class. Each slice is resized by the
 network to its own input size, so a small object is seen magnified.
 
 `Slicer.split` turns frames into the passes to run, `Slicer.join` turns the passes' outputs back into one output a
@@ -45,25 +46,26 @@ class SliceSpec:
     iou: float
 
     def __post_init__(self) -> None:
-        size = list(self.size) if isinstance(self.size, Sequence) else self.size
+        size = list(self.size) if isinstance(self.size, Sequence) and not isinstance(self.size, str) else self.size
         if not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
             raise DetectError(f"slice.size={size} must be a slice height and width in pixels, both >= 1, "
                               "e.g. slice.size=[512,512]")
         object.__setattr__(self, "size", tuple(size))
-        if not _number(self.overlap) or not 0.0 <= self.overlap < 1.0:
+        if not is_number(self.overlap) or not 0.0 <= self.overlap < 1.0:
             raise DetectError(f"slice.overlap={self.overlap} must be in [0, 1): the fraction of a slice its "
                               "neighbour overlaps")
         check_choice("slice.merge", self.merge, MERGES)
         if not isinstance(self.full_frame, bool):
             raise DetectError(f"slice.full_frame={self.full_frame!r} must be true or false")
-        if not _number(self.iou) or not 0.0 < self.iou <= 1.0:
+        if not is_number(self.iou) or not 0.0 < self.iou <= 1.0:
             raise DetectError(f"slice.iou={self.iou} must be in (0, 1]: the overlap at which two boxes are one object")
 
 
 SliceInput = Mapping[str, Any] | SliceSpec | None  # configs/slice's keys, a SliceSpec, or None: no slicing
 
 
-def _number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """An int or a float, not a bool (a config value that should be a number)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

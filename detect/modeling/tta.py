@@ -24,9 +24,8 @@ from torchvision.ops import batched_nms
 from detect.config import block_with
 from detect.modeling.model import DetectorCall
 from detect.modeling.model import DetectorOutput as Output
-from detect.modeling.slicing import SliceInput, sliced, slicer
+from detect.modeling.slicing import SliceInput, is_number, sliced, slicer
 from detect.utils.errors import DetectError
-
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class TtaSpec:
         object.__setattr__(self, "sizes", tuple(sizes))
         if not isinstance(self.flip, bool):
             raise DetectError(f"tta.flip={self.flip!r} must be true or false")
-        if isinstance(self.iou, bool) or not isinstance(self.iou, (int, float)) or not 0.0 < self.iou <= 1.0:
+        if not is_number(self.iou) or not 0.0 < self.iou <= 1.0:
             raise DetectError(f"tta.iou={self.iou} must be in (0, 1]: the IoU at which two views' boxes are one")
 
 
