@@ -63,7 +63,7 @@ def test_an_object_cut_by_a_slice_border_is_one_box_with_nmm(how: str, boxes: li
 def test_the_frames_of_several_sources_are_sliced_in_one_call(tmp_path: Path) -> None:
     clips = [write_clip(tmp_path / f"{name}.avi", frames=2) for name in ("a", "b")]
     backend = BrightSquare()
-    detector = Detector(Backend(backend, CLASSES, "bright square"), slicing={"size": [64, 64]})
+    detector = Detector(Backend(backend, CLASSES, "bright square"), slicing={"size": [64, 64], "merge": "nmm"})
     results = list(detector.stream(clips))
     slices, whole = backend.calls[::2], backend.calls[1::2]  # per batch of frames: their slices, then the frames
     assert sum(whole) == 4 and slices == [6 * frames for frames in whole]
@@ -73,7 +73,8 @@ def test_the_frames_of_several_sources_are_sliced_in_one_call(tmp_path: Path) ->
 def test_infer_with_slicing_tracks_counts_and_times_the_slice_stage(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.avi", frames=14)
     middle = "+zones={lines: {middle: {start: [64, 0], end: [64, 96]}}}"
-    cfg = compose_infer([f"source={clip}", "slice.size=[64,64]", "tracker=bytetrack", middle], tmp_path / "out")
+    cfg = compose_infer([f"source={clip}", "slice.size=[64,64]", "slice.merge=nmm", "tracker=bytetrack",
+                         middle], tmp_path / "out")
     summary = infer(cfg, Detector(Backend(BrightSquare(), CLASSES, "bright square"), slicing=cfg.slice))
     assert summary["zones"]["lines"]["middle"]["in"] == 1
     assert summary["slice"]["size"] == [64, 64] and summary["stages_ms"]["slice"]["n"] == 13
