@@ -200,3 +200,15 @@ def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
             return main(cfg)
         return run
     return decorate
+
+
+def block_with(config_name: str, key: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """configs/<config_name>.yaml's `key` block with `settings` over it (the Python API's keyword for it), as plain
+    types; an unknown key or a value of the wrong type is one line naming the block and its keys."""
+    block = compose(config_name)[key]
+    OmegaConf.set_struct(block, True)
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(block, settings))
+    except OmegaConfBaseException as error:
+        raise DetectError(f"{key}={dict(settings)} does not fit {config_name}.yaml's {key} block "
+                          f"({str(error).splitlines()[0]}); its keys are {', '.join(block)}") from None

@@ -45,6 +45,7 @@ def to_coco_results(outputs: Sequence[dict[str, Any]], image_ids: Sequence[int],
 
 
 STAGES = ("decode", "preprocess", "model", "postprocess")  # the keys of Result.ms
+SLICE_STAGE = "slice"  # Result.ms's key with slicing: cutting the slices and merging their boxes
 
 
 @dataclass

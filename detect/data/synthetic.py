@@ -75,13 +75,16 @@ def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: 
     return image, objects
 
 
-def _write_split(folder: Path, split: str, rng: np.random.Generator, count: int, image_size: tuple[int, int],
-                 max_objects: int, object_sizes: tuple[int, int], categories: list[dict]) -> None:
+def write_split(folder: Path, split: str, rng: np.random.Generator, count: int, image_size: tuple[int, int],
+                max_objects: int, object_sizes: tuple[int, int], categories: list[dict],
+                frame_size: tuple[int, int] | None = None) -> Path:
+    """`count` images of shapes in folder/split and their COCO json folder/<split>.json (returned); each side drawn
+    from `image_size` (min, max), or every image `frame_size` (width, height)."""
     (folder / split).mkdir(parents=True)
     images, annotations = [], []
     min_side, max_side = image_size
     for image_id in range(1, count + 1):
-        width, height = (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
+        width, height = frame_size or (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
         image, objects = _make_image(rng, width, height, max_objects, object_sizes, categories)
         file_name = f"{image_id:06d}.png"
         cv2.imwrite(str(folder / split / file_name), image)
@@ -91,6 +94,7 @@ def _write_split(folder: Path, split: str, rng: np.random.Generator, count: int,
                                 "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
     coco = {"images": images, "annotations": annotations, "categories": categories}
     (folder / f"{split}.json").write_text(json.dumps(coco))
+    return folder / f"{split}.json"
 
 
 def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num_train: int = 2000,
@@ -115,8 +119,8 @@ def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
-        _write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes, categories)
-        _write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes, categories)
+        write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes, categories)
+        write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes, categories)
 
     folder = cached_folder(cache_dir, "synthetic", params, "val.json", write)
     return {"train_json": folder / "train.json", "train_images": folder / "train",

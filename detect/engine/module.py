@@ -17,6 +17,7 @@ from detect.analysis import error_line, write_analysis
 from detect.evaluation.coco import CocoEvaluator, write_evaluation
 from detect.modeling.checkpoint import detector_metadata
 from detect.modeling.half_precision import float32_boxes
+from detect.modeling.model import DetectorCall
 from detect.structures import Classes
 
 
@@ -62,7 +63,7 @@ class DetectionModule(L.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., LambdaLR] | None = None, model_config: dict[str, Any] | None = None,
                  output_dir: str | Path = ".", val_files: dict[str, str] | None = None, plots: bool = True,
-                 val_loss: bool = True) -> None:
+                 val_loss: bool = True, augment: DetectorCall | None = None) -> None:
         super().__init__()
         self.model = float32_boxes(model)  # mixed precision autocasts each step: boxes and NMS stay float32
         self.classes = classes
@@ -74,6 +75,7 @@ class DetectionModule(L.LightningModule):
         self.val_files = val_files or {}  # val_json and val_images, for the plots and `python -m detect analyze`
         self.plots, self.val_loss = plots, val_loss
         self.last_evaluation = None
+        self.augment = augment  # evaluation's slicing / test-time augmentation around the model; None: the model
 
     @staticmethod
     def _to_float(images: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -96,7 +98,7 @@ class DetectionModule(L.LightningModule):
     def validation_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> None:
         images, targets = batch
         images = self._to_float(images)
-        outputs = self.model(images)
+        outputs = (self.augment or self.model)(images)
         self.evaluator.update(outputs, [t["image_id"] for t in targets])
         if self.val_loss:
             losses = validation_losses(self.model, images, targets, seed=batch_idx)

@@ -27,6 +27,8 @@ from detect.engine.preemption import newest_checkpoint
 from detect.evaluation.coco import BACKENDS, CocoEvaluator
 from detect.modeling.checkpoint import missing_checkpoint, read_checkpoint
 from detect.modeling.model import SYNC_BN_NEEDS_GPUS, check_model_config
+from detect.modeling.slicing import slicer
+from detect.modeling.tta import augmented, tta_spec
 from detect.utils.errors import DetectError, check_choice
 
 
@@ -96,6 +98,7 @@ def run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict[str, floa
         optimizer=instantiate(optimizer), scheduler=instantiate(scheduler),
         model_config=initial.model_config, output_dir=output_dir, val_files=datamodule.val_files(), plots=cfg.plots,
         val_loss=cfg.evaluation.get("loss", True),
+        augment=augmented(model, cfg.evaluation.tta, cfg.evaluation.slice),
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -154,6 +157,8 @@ def check_train_config(cfg: DictConfig) -> None:
     if "augment" in cfg.data:
         check_augment(cfg.data.augment, cfg.data.get("crop_size"), cfg.data.get("copy_paste", False),
                       cfg.model.max_size)
+    slicer(cfg.evaluation.slice)
+    tta_spec(cfg.evaluation.tta)
     if cfg.mode == "evaluate" and not cfg.ckpt_path:
         raise DetectError("mode=evaluate needs ckpt_path=<a checkpoint of train.py or a detector state_dict>")
     if cfg.resume and (cfg.ckpt_path or cfg.mode != "fit"):

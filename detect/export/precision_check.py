@@ -21,6 +21,7 @@ import torch
 
 from detect.export.openvino_runtime import FLOAT_IR_KEY, OpenVinoDetector, read_metadata
 from detect.export.parity import MIN_AGREEMENT, box_agreement
+from detect.modeling.model import DetectorCall
 from detect.modeling.preprocess import to_model_input
 from detect.utils.cpu import cpu_description
 from detect.utils.errors import DetectError
@@ -29,7 +30,6 @@ CHECKS_FILE = "precision_checks.json"
 CHECK_IMAGES = 8  # images both IRs run on at the first load on a CPU
 MIN_BOXES = 10  # fewer fp32 boxes on the images decide nothing: the IR runs, with a line saying so
 
-DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
 
 @dataclass(frozen=True)

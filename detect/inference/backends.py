@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,13 +27,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from detect.modeling.half_precision import float32_boxes
-from detect.modeling.model import COCO_CLASSES, build_detector
+from detect.modeling.model import COCO_CLASSES, DetectorCall, build_detector
+from detect.modeling.tta import at_short_side
 from detect.structures import Classes
 from detect.utils.cpu import lacks_fast_units
 from detect.utils.device import PRECISIONS
 from detect.utils.errors import DetectError, check_choice
-
-DetectorCall = Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]]
 
 
 @dataclass
@@ -48,6 +48,8 @@ class Backend:
     files: list[Path] = field(default_factory=list)  # the model's files on disk (none: random weights)
     precision: str = "fp32"  # what it runs: OpenVINO runs bf16 as fp32 on a CPU without bf16
     slow: str = ""  # why it runs slower than fp32 here (torch bf16 / fp16 on a CPU without their units), or ''
+    # the network resizing to another short side (test-time augmentation); None where the graph fixes its resize
+    resized: Callable[[int], DetectorCall] | None = None
 
     def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -113,7 +115,8 @@ def load_torch(weights: str | None, model_cfg: DictConfig, options: BackendOptio
         return tuple(images.image_sizes[0]), tuple(images.tensors.shape[-2:])
 
     return Backend(detect, classes, f"Faster R-CNN {model_cfg.backbone.name}-FPN ({weights_text})", input_size,
-                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [], options.precision, slow)
+                   "torch", [Path(weights)] if weights and Path(weights).is_file() else [], options.precision, slow,
+                   partial(at_short_side, model, detect))
 
 
 def load_onnxruntime(weights: str | None, model_cfg: DictConfig, options: BackendOptions,

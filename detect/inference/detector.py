@@ -3,7 +3,10 @@ generator of results over an image folder, a video, a webcam or a stream.
 
 Per frame: decode (a background thread) -> preprocess (the uint8 frame to the device, then RGB float there) ->
 model (the backend, whose own transform resizes and normalizes) -> postprocess (to the host: score threshold,
-classes, max_det). Each stage's milliseconds are in `Result.ms`; GPU stages are timed with CUDA events.
+classes, max_det). With `slice` the frame is cut into slices before the model and their boxes merged after it
+(`detect.modeling.slicing`): the "slice" stage times both. With `tta` the model stage runs every view of each image
+(or slice) and merges them (`detect.modeling.tta`). Each stage's milliseconds are in `Result.ms`; GPU stages
+are timed with CUDA events.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from detect.data.sources.reader import Frame, FrameReader
 from detect.inference.backends import Backend, BackendOptions, load_backend
 from detect.modeling.model import check_model_config
 from detect.modeling.preprocess import to_model_input
-from detect.structures import Result
+from detect.modeling.slicing import SliceInput, call_by_shape, slicer
+from detect.modeling.tta import Tta, TtaInput, tta_spec
+from detect.structures import SLICE_STAGE, Result
 from detect.tracking.counting import ZonesInput, zone_counters
 from detect.tracking.trackers import Tracker
 from detect.utils.device import resolve_device
@@ -58,34 +63,43 @@ class Detector:
     """A detection backend with its classes and its filters (score threshold, classes kept, detections kept)."""
 
     def __init__(self, backend: Backend, device: torch.device | str = "cpu", score_threshold: float = 0.5,
-                 classes: Sequence[str | int] | None = None, max_det: int | None = None, batch: bool = True) -> None:
+                 classes: Sequence[str | int] | None = None, max_det: int | None = None, batch: bool = True,
+                 slicing: SliceInput = None, tta: TtaInput = None) -> None:
         check_filters(score_threshold, max_det)
+        self.slicer = slicer(slicing, batch)
+        augment = tta_spec(tta)
+        self.call = Tta(augment, backend, backend.resized) if augment else backend
         self.batch = batch
         self.backend = backend
         self.device = torch.device(device)
         self.score_threshold = score_threshold
         self.keep_labels = self._labels_of(classes)
         self.max_det = max_det
-        self._timers = {stage: DeviceTimer(self.device) for stage in ("preprocess", "model", "postprocess")}
+        stages = ("preprocess", "model", "postprocess", *((SLICE_STAGE, "merge") if self.slicer else ()))
+        self._timers = {stage: DeviceTimer(self.device) for stage in stages}
 
     @classmethod
     def load(cls, weights: str | Path | None = None, *, backbone: str | None = None, device: str = "cpu",
              precision: str = "fp32", score_threshold: float = 0.5, backend: str | None = None,
              classes: Sequence[str | int] | None = None, max_det: int | None = None, channels_last: bool = True,
              compile: bool = False, threads: int | None = None, model_from_checkpoint: bool = True,
-             calibration: str | None = None, precision_check: bool = True, **model: Any) -> Detector:
+             calibration: str | None = None, precision_check: bool = True, slice: SliceInput = None,
+             tta: TtaInput = None, **model: Any) -> Detector:
         """A Detector for `weights`: a checkpoint of train.py (its classes and model config come with it), a plain
         detector state_dict, a torchvision enum name (COCO_V1), a model.onnx or model.xml, or None (random weights,
         COCO's 91 outputs). backend="openvino" with precision="int8" calibrates on `calibration` images (default: the
         checkpoint's training images) once, and int8 / bf16 IRs are compared with fp32 at the first load on a CPU (fp32
-        runs instead if they disagree, unless precision_check=False; see `detect.export.precision_check`). `backbone` and `**model` (e.g. min_size=512,
+        runs instead if they disagree, unless precision_check=False; see `detect.export.precision_check`). `slice`
+        (configs/slice's keys, e.g. {"size": [512, 512], "merge": "nms"}) runs each frame as overlapping slices plus
+        the whole frame, merged; `tta` (configs/tta's keys, e.g. {"flip": True, "sizes": [640, 800]}) runs each frame
+        mirrored and at other short sides too, merged. `backbone` and `**model` (e.g. min_size=512,
         rpn={"post_nms_top_n_test": 300}) set the model config where the weights do not bring one."""
         model_cfg = model_config(backbone, **model)
         model_cfg.roi.score_thresh = score_threshold
         options = BackendOptions(resolve_device(device), precision, channels_last, compile, threads, calibration,
                                  precision_check)
         loaded = load_backend(backend, str(weights) if weights else None, model_cfg, options, model_from_checkpoint)
-        return cls(loaded, options.device, score_threshold, classes, max_det)
+        return cls(loaded, options.device, score_threshold, classes, max_det, slicing=slice, tta=tta)
 
     @property
     def classes(self) -> list[str]:
@@ -126,20 +140,31 @@ class Detector:
                        max_det: int | None = None) -> list[Result]:
         """Detections on each frame, with each stage timed. With `batch` the frames go to the backend in one call
         (torch pads them into one tensor; the ONNX Runtime and OpenVINO graphs take one image each): every result
-        then has the batch's preprocess and model times, the latency its frame saw."""
+        then has the batch's preprocess and model times, the latency its frame saw. With slicing, one call per shape:
+        the slices of every frame, then the whole frames."""
         started = time.perf_counter()
         with torch.inference_mode():
             with self._timers["preprocess"]:
                 tensors = [to_model_input(frame.image, self.device) for frame in frames]
+            if self.slicer is not None:
+                with self._timers[SLICE_STAGE]:
+                    tensors, plan = self.slicer.split(tensors)
             with self._timers["model"]:
-                if self.batch:
-                    outputs = self.backend(tensors)
+                if self.slicer is not None:
+                    outputs = call_by_shape(self.call, tensors)
+                elif self.batch:
+                    outputs = self.call(tensors)
                 else:
-                    outputs = [self.backend([tensor])[0] for tensor in tensors]
+                    outputs = [self.call([tensor])[0] for tensor in tensors]
+            if self.slicer is not None:
+                with self._timers["merge"]:
+                    outputs = self.slicer.join(outputs, plan)
             with self._timers["postprocess"]:
                 kept = [self._postprocess(output, classes or self.keep_labels, max_det or self.max_det)
                         for output in outputs]
         ms = {stage: timer.elapsed_ms for stage, timer in self._timers.items()}
+        if self.slicer is not None:
+            ms[SLICE_STAGE] += ms.pop("merge")
         return [Result(boxes, scores, labels, self.backend.classes, frame.image, frame.index, frame.name,
                        {"decode": frame.decode_ms, **ms}, started)
                 for frame, (boxes, labels, scores) in zip(frames, kept, strict=True)]

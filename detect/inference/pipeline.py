@@ -36,6 +36,8 @@ from detect.inference.result_writer import ResultConsumer
 from detect.inference.source_run import SourceRun, source_folders
 from detect.inference.summary import format_sources, format_summary, sources_summary
 from detect.modeling.model import check_model_config
+from detect.modeling.slicing import slicer
+from detect.modeling.tta import check_resizable, tta_spec
 from detect.tracking.counting import zone_counter
 from detect.utils.device import resolve_device
 from detect.utils.errors import DetectError
@@ -50,8 +52,10 @@ def check_infer_config(cfg: DictConfig) -> None:
             or (cfg.threads is not None and cfg.threads < 1)):
         raise DetectError(f"warmup_frames={cfg.warmup_frames} must be >= 0, queue_size={cfg.queue_size} >= 1, "
                           f"max_frames={cfg.max_frames} and threads={cfg.threads} null or >= 1")
-    check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
+    backend = check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
     check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
+    slicer(cfg.slice, cfg.batch)
+    check_resizable(tta_spec(cfg.tta), backend == "torch")
     check_model_config(cfg.model)
     check_reconnect(cfg.reconnect, cfg.read_timeout)
     zone_counter(cfg.get("zones"), cfg.get("tracker"), 0.0)  # the zones' keys and points, and a tracker for them
@@ -72,7 +76,7 @@ def load_detector(cfg: DictConfig) -> Detector:
     backend = load_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.model, options,
                            cfg.model_from_checkpoint)
     classes = list(cfg.classes) if cfg.classes is not None else None
-    return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det, cfg.batch)
+    return Detector(backend, options.device, cfg.score_threshold, classes, cfg.max_det, cfg.batch, cfg.slice, cfg.tta)
 
 
 @contextmanager

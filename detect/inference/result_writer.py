@@ -35,6 +35,7 @@ class ResultWriter:
     window: str = "detect"  # the window's title with show
     consumer: ResultConsumer | None = None
     counting: CountingSink | None = None  # with zones: draws them, writes events.jsonl and occupancy.csv
+    slicing: bool = False  # Result.ms has the slice stage
     warmup_model_ms: list[float] = field(default_factory=list)
     detections: int = 0
     last_frame: int = -1  # the source index of the last frame written
@@ -42,7 +43,7 @@ class ResultWriter:
 
     def __post_init__(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.stages = timed_stages(self.tracking)
+        self.stages = timed_stages(self.tracking, self.slicing)
         self.samples: dict[str, list[float]] = {stage: [] for stage in self.stages}
         self.csv = FramesCsv(self.output_dir / "frames.csv", self.stages)
         self.json = DetectionsJson(self.output_dir / "detections.json")

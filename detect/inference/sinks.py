@@ -12,13 +12,15 @@ import cv2
 import numpy as np
 
 from detect.data.sources.reader import FrameReader
-from detect.structures import STAGES, Result
+from detect.structures import SLICE_STAGE, STAGES, Result
 from detect.utils.errors import DetectError
 
 
-def timed_stages(tracking: bool = False) -> tuple[str, ...]:
-    """frames.csv's and the summary's stages: the Result's, the tracker's when there is one, drawing and writing."""
-    return (*STAGES, *(("track",) if tracking else ()), "draw_write", "end_to_end")
+def timed_stages(tracking: bool = False, slicing: bool = False) -> tuple[str, ...]:
+    """frames.csv's and the summary's stages: the Result's (slicing's too with it), the tracker's when there is one,
+    drawing and writing."""
+    return (*STAGES, *((SLICE_STAGE,) if slicing else ()), *(("track",) if tracking else ()), "draw_write",
+            "end_to_end")
 
 
 def csv_columns(stages: tuple[str, ...]) -> tuple[str, ...]:

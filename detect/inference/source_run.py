@@ -50,7 +50,8 @@ class SourceRun:
         self.writer = ResultWriter(output_dir, self.media, cfg.save_txt, reader.kind != "images",
                                    self.tracker is not None, cfg.show, cfg.verbose, self.total,
                                    f"detect {reader.name}", consumer,
-                                   counting=CountingSink(output_dir, self.counter) if self.counter else None)
+                                   counting=CountingSink(output_dir, self.counter) if self.counter else None,
+                                   slicing=cfg.slice.size is not None)
         self.worker = BackgroundWorker(self.writer.write, cfg.queue_size, threaded=not cfg.show)  # HighGUI: 1 thread
         self.frames, self.stopped_by = 0, None
         self.sizes: tuple | None = None  # (frame HxW, network input HxW, padded HxW)
@@ -72,7 +73,7 @@ class SourceRun:
                 0.9 * self.frame_interval_ms + 0.1 * interval)
         self.previous_start = result.started
         overlay = [f"{1000.0 / self.frame_interval_ms:.1f} FPS" if self.frame_interval_ms else "- FPS",
-                   f"{result.ms['preprocess'] + result.ms['model'] + result.ms['postprocess']:.1f} ms detect"]
+                   f"{sum(ms for stage, ms in result.ms.items() if stage != 'decode'):.1f} ms detect"]
         self.worker.submit((result, warmup, overlay, cuda_memory_mb(detector.device)))
         self.frames += 1
         self.measure_end = time.perf_counter()
@@ -118,6 +119,8 @@ class SourceRun:
             "dropped_frames": reader.dropped, "gaps": len(gaps), "seconds_lost": sum(gap.seconds for gap in gaps),
             "frames_lost": sum(gap.frames_lost or 0 for gap in gaps), "resized_frames": reader.resized,
             "stopped_by": self.ended_by(run_stopped_by), "detections": writer.detections,
+            **({"slice": OmegaConf.to_container(cfg.slice)} if cfg.slice.size is not None else {}),
+            **({"tta": OmegaConf.to_container(cfg.tta)} if cfg.tta.flip or cfg.tta.sizes else {}),
             **({"tracker": self.tracker.name, "tracks": len(self.tracker.track_ids)} if self.tracker else {}),
             **({"zones": self.counter.summary(), "events": writer.counting.events}
                if self.counter else {}),

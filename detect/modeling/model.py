@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -31,6 +31,9 @@ from detect.utils.errors import DetectError, check_choice, first_line
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 NORMS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "sync_bn": nn.BatchNorm2d}
 SYNC_BN_NEEDS_GPUS = "model.backbone.norm=sync_bn needs GPUs: torch's SyncBatchNorm refuses CPU tensors"
+DetectorOutput = dict[str, torch.Tensor]  # one image's boxes (xyxy), labels (1..K) and scores
+# what runs a detector, as torchvision's FasterRCNN in eval mode: RGB 3xHxW float images in 0..1 -> their outputs
+DetectorCall = Callable[[list[torch.Tensor]], list[DetectorOutput]]
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # trainable_layers counts from layer4; stem: conv1 + bn1
 
 
