@@ -110,9 +110,9 @@ def measure(clips: list[str], trackers: list[str], weights: str | None, cache_di
             feeds |= {("jittered", name): lambda name=name: tracked(jittered(true_results(paths["gt"], frames, size),
                                                                             *jitter, seed), name)
                       for name in trackers}
-        if detector is not None:
-            feeds |= {("detector", name): lambda name=name: detector.stream(paths["video"], tracker=name)
-                      for name in trackers}
+        if detector is not None:  # detected once, tracked by each tracker
+            detections = list(detector.stream(paths["video"]))
+            feeds |= {("detector", name): lambda name=name: tracked(detections, name) for name in trackers}
         for (boxes, ids), results in feeds.items():
             for rule, counted in count(results()).items():
                 abs_error, true = error(counted, truth)
