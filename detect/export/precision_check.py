@@ -31,7 +31,6 @@ CHECK_IMAGES = 8  # images both IRs run on at the first load on a CPU
 MIN_BOXES = 10  # fewer fp32 boxes on the images decide nothing: the IR runs, with a line saying so
 
 
-
 @dataclass(frozen=True)
 class PrecisionVerdict:
     precision: str
@@ -104,7 +103,7 @@ def checked_detector(path: Path, precision: str, threads: int | None, images: Ca
     if not check:
         return detector, f"{detector.precision} not checked against fp32 (precision_check=false)"
     reference = path if detector.precision == "bf16" else float_ir(detector.model, path)
-    verdict = recorded_verdict(path, detector.precision)
+    verdict, fp32 = recorded_verdict(path, detector.precision), None
     if verdict is None:
         if reference is None or images is None:
             missing = "its f32 IR" if reference is None else "images (pass calibration=<folder, glob or video>)"
@@ -116,7 +115,8 @@ def checked_detector(path: Path, precision: str, threads: int | None, images: Ca
         except DetectError as error:
             print(f"openvino: {detector.precision} not checked on this CPU: {error}", file=sys.stderr)
             return detector, f"{detector.precision} not checked on this CPU"
-        verdict = compare(OpenVinoDetector(reference, "fp32", threads), detector, detector.precision, checked_images)
+        fp32 = OpenVinoDetector(reference, "fp32", threads)  # compiled for the check's images: kept if it runs
+        verdict = compare(fp32, detector, detector.precision, checked_images)
         if not verdict.conclusive:
             note = f"{detector.precision} not checked on this CPU: {verdict.boxes} fp32 boxes, {MIN_BOXES} decide"
             print(f"openvino: {note}", file=sys.stderr)
@@ -127,4 +127,4 @@ def checked_detector(path: Path, precision: str, threads: int | None, images: Ca
     note = f"{verdict.summary()} on this CPU ({cpu_key()})"
     print(f"openvino: {note}: running fp32 instead; precision_check=false runs {detector.precision} anyway",
           file=sys.stderr)
-    return OpenVinoDetector(reference, "fp32", threads), f"fp32 instead of {note}"
+    return fp32 if fp32 is not None else OpenVinoDetector(reference, "fp32", threads), f"fp32 instead of {note}"
