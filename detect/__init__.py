@@ -21,6 +21,7 @@ LAYERS = (
     "detect.engine",      # training: LightningModule, schedules, initial weights, preemption, sweeps
     "detect.inference",   # Detector, backends, infer.py's run, sinks
     "detect.bench",       # the user-facing reports: ResNet sweep, format table, robustness
+    "detect.serve",       # the HTTP server: /predict with batching, metrics, the live view of sources
 )
 
 __all__ = ["Detector", "Result"]

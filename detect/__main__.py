@@ -10,6 +10,7 @@
     analyze    redraw a run's plots: analyze <run dir>
     merge      merge the shards of a sharded inference run: merge <sweep dir>
     clip       write the synthetic tracking and counting clip with its ground truth
+    serve      the HTTP server: POST /predict, /health, /metrics, a live view of sources (configs/serve.yaml)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ COMMANDS = {"train": "detect.cli:train", "infer": "detect.cli:infer", "export": 
             "bench": "detect.bench.__main__:main", "sweep": "detect.engine.sweep:cli",
             "convert": "detect.data.convert:main", "browse": "detect.data.browse:main",
             "analyze": "detect.analysis.__main__:main", "merge": "detect.inference.merge:main",
-            "clip": "detect.data.synthetic_video:main"}
+            "clip": "detect.data.synthetic_video:main", "serve": "detect.serve.__main__:main"}
 
 
 def main() -> None:
