@@ -77,6 +77,7 @@ class Detector:
         self.max_det = max_det
         stages = ("preprocess", "model", "postprocess", *((SLICE_STAGE, "merge") if self.slicer else ()))
         self._timers = {stage: DeviceTimer(self.device) for stage in stages}
+        self._lock = threading.Lock()  # one model call at a time: a server's requests and its live view share it
 
     @classmethod
     def load(cls, weights: str | Path | None = None, *, backbone: str | None = None, device: str = "cpu",
@@ -141,7 +142,12 @@ class Detector:
         """Detections on each frame, with each stage timed. With `batch` the frames go to the backend in one call
         (torch pads them into one tensor; the ONNX Runtime and OpenVINO graphs take one image each): every result
         then has the batch's preprocess and model times, the latency its frame saw. With slicing, one call per shape:
-        the slices of every frame, then the whole frames."""
+        the slices of every frame, then the whole frames. Calls from several threads take turns."""
+        with self._lock:
+            return self._predict_frames(frames, classes, max_det)
+
+    def _predict_frames(self, frames: Sequence[Frame], classes: set[int] | None,
+                        max_det: int | None) -> list[Result]:
         started = time.perf_counter()
         with torch.inference_mode():
             with self._timers["preprocess"]:

@@ -98,6 +98,7 @@ class FrameReader:
         self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=max(1, queue_size))
         self.ready = ready
         self.failure: str | None = None
+        self.reconnecting = False  # a live source is being reopened after a drop (detect.serve's page says so)
         self._ended = False
         self._delivered_at = time.monotonic()  # when the live source last delivered a frame
         self._error: BaseException | None = None
@@ -144,8 +145,10 @@ class FrameReader:
             self.capture.release()
             if self.reconnect <= 0 or self._stopping():
                 return False, None
+            self.reconnecting = True
             capture = reopen(lambda: TimedCapture(self._open(), self.read_timeout, self._stopping), self.reconnect,
                              self._stopping)
+            self.reconnecting = False
             seconds = time.monotonic() - self._delivered_at  # from the last frame: a hung read's wait counts
             if capture is None and self._stopping():  # the run ended meanwhile (Ctrl-C): no gap to report
                 return False, None
