@@ -45,13 +45,14 @@ class SourceView:
 
 
 class LiveHub:
-    """`sources` (as infer.py's `source`) run through `detector` on one background thread, with a tracker and zone
-    counter each when `tracker` / `zones` are given; a video file plays at its frame rate, like a camera."""
+    """`sources` (as infer.py's `source`) run through a detector on one background thread, with a tracker and zone
+    counter each when `tracker` / `zones` are given; a video file plays at its frame rate, like a camera. `open`
+    the sources (before the model loads: a bad source fails first), then `start(detector)`, then `close`."""
 
-    def __init__(self, detector: Detector, sources: str | int | Sequence[str | int],
-                 tracker: str | Mapping[str, Any] | None = None, zones: str | Mapping[str, Any] | None = None,
-                 reconnect: float = 60.0, read_timeout: float = 10.0, jpeg_quality: int = 80) -> None:
-        self.detector, self.tracker, self.zones = detector, tracker, zones
+    def __init__(self, sources: str | int | Sequence[str | int], tracker: str | Mapping[str, Any] | None = None,
+                 zones: str | Mapping[str, Any] | None = None, reconnect: float = 60.0, read_timeout: float = 10.0,
+                 jpeg_quality: int = 80) -> None:
+        self.tracker, self.zones = tracker, zones
         self.sources = parse_sources(sources)
         self.reconnect, self.read_timeout, self.jpeg_quality = reconnect, read_timeout, jpeg_quality
         self.views = [SourceView(str(source)) for source in self.sources]
@@ -63,8 +64,8 @@ class LiveHub:
         self._thread: threading.Thread | None = None
         self._notices: dict[int, tuple[tuple[int, str], bytes]] = {}
 
-    def start(self) -> None:
-        """Open every source (one that does not open shows as failed; none opening raises) and start the thread."""
+    def open(self) -> None:
+        """Open every source: one that does not open shows as failed; none opening raises."""
         for view, source in zip(self.views, self.sources):
             try:
                 reader = FrameReader(source, QUEUE_SIZE, 1, self._stop, self.reconnect, self.read_timeout)
@@ -74,7 +75,10 @@ class LiveHub:
             self.readers.append(reader)
         if not any(self.readers):
             raise DetectError("no source of the live view opened: " + "; ".join(view.error for view in self.views))
-        self._thread = threading.Thread(target=self._run, name="live-view", daemon=True)
+
+    def start(self, detector: Detector) -> None:
+        """Detect, track and count the opened sources on a background thread."""
+        self._thread = threading.Thread(target=self._run, args=(detector,), name="live-view", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -86,7 +90,7 @@ class LiveHub:
             if reader is not None:
                 reader.close()
 
-    def _run(self) -> None:
+    def _run(self, detector: Detector) -> None:
         opened = [index for index, reader in enumerate(self.readers) if reader is not None]
         readers = [self.readers[index] for index in opened]
         trackers = [Tracker(self.tracker, reader.frame_rate) if self.tracker else None for reader in readers]
@@ -94,7 +98,7 @@ class LiveHub:
         trails = [TrackTrails() if tracker else None for tracker in trackers]
         started: dict[int, tuple[float, int]] = {}  # per video file: (wall time, frame) of its first frame
         try:
-            for result in self.detector.stream(readers, tracker=trackers, zones=counters, stop_event=self._stop):
+            for result in detector.stream(readers, tracker=trackers, zones=counters, stop_event=self._stop):
                 index = opened[result.source_index]
                 self._pace(self.readers[index], result.frame, started.setdefault(index, (time.monotonic(),
                                                                                           result.frame)))

@@ -31,9 +31,14 @@ def live_app(hub: LiveHub) -> FastAPI:
     return app
 
 
-def square_hub(source: str, backend: BrightSquare, **options: object) -> LiveHub:
-    detector = Detector(Backend(backend, Classes(["square"], [1]), "bright square"))
-    return LiveHub(detector, source, tracker="bytetrack", zones=DOOR, **options)
+def square_detector(backend: BrightSquare) -> Detector:
+    return Detector(Backend(backend, Classes(["square"], [1]), "bright square"))
+
+
+def square_hub(source: str, **options: object) -> LiveHub:
+    hub = LiveHub(source, tracker="bytetrack", zones=DOOR, **options)
+    hub.open()
+    return hub
 
 
 def read_frames(client: httpx.Client, url: str, count: int) -> list[bytes]:
@@ -62,7 +67,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:  # noqa: ANN001 - a test
 def test_one_decode_for_every_viewer_the_crossing_counted_and_streamed(tmp_path: Path) -> None:
     backend = BrightSquare()
     clip = write_clip(tmp_path / "clip.avi", frames=30, fps=15.0)  # 2 s at its frame rate
-    hub = square_hub(str(clip), backend)
+    hub = square_hub(str(clip))
     try:
         with serving(live_app(hub)) as url, httpx.Client(base_url=url, timeout=10.0) as client:
             events: list[dict] = []
@@ -77,7 +82,7 @@ def test_one_decode_for_every_viewer_the_crossing_counted_and_streamed(tmp_path:
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
             wait_for(lambda: hub.subscribers == 1)
-            hub.start()
+            hub.start(square_detector(backend))
             viewers = [threading.Thread(target=lambda: read_frames(client, "/live/0.mjpg", 5)) for _ in range(3)]
             for viewer in viewers:
                 viewer.start()
@@ -98,8 +103,8 @@ def test_one_decode_for_every_viewer_the_crossing_counted_and_streamed(tmp_path:
 
 
 def test_viewers_that_leave_free_only_themselves(tmp_path: Path) -> None:
-    hub = square_hub(str(write_clip(tmp_path / "clip.avi", frames=150, fps=30.0)), BrightSquare())
-    hub.start()
+    hub = square_hub(str(write_clip(tmp_path / "clip.avi", frames=150, fps=30.0)))
+    hub.start(square_detector(BrightSquare()))
     try:
         with serving(live_app(hub)) as url, httpx.Client(base_url=url, timeout=10.0) as client:
             with client.stream("GET", "/events") as response:  # a subscriber, then gone mid-stream
@@ -119,8 +124,8 @@ def test_viewers_that_leave_free_only_themselves(tmp_path: Path) -> None:
 @pytest.mark.slow  # the stream's own time: 1 s up, 3 s down, then up again
 def test_a_stream_that_drops_shows_reconnecting_then_live_again() -> None:
     server = MjpegServer([Session(30, down_s=3.0), Session(300)])
-    hub = square_hub(server.url, BrightSquare(), reconnect=20.0, read_timeout=1.0)
-    hub.start()
+    hub = square_hub(server.url, reconnect=20.0, read_timeout=1.0)
+    hub.start(square_detector(BrightSquare()))
     states = []
     try:
         with serving(live_app(hub)) as url, httpx.Client(base_url=url, timeout=10.0) as client:
