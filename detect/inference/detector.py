@@ -73,7 +73,7 @@ class Detector:
         self.backend = backend
         self.device = torch.device(device)
         self.score_threshold = score_threshold
-        self.keep_labels = self._labels_of(classes)
+        self.keep_labels = self.labels_of(classes)
         self.max_det = max_det
         stages = ("preprocess", "model", "postprocess", *((SLICE_STAGE, "merge") if self.slicer else ()))
         self._timers = {stage: DeviceTimer(self.device) for stage in stages}
@@ -106,7 +106,7 @@ class Detector:
     def classes(self) -> list[str]:
         return self.backend.classes.names
 
-    def _labels_of(self, classes: Sequence[str | int] | None) -> set[int] | None:
+    def labels_of(self, classes: Sequence[str | int] | None) -> set[int] | None:
         """The labels (1..K) of class names or dataset category ids; None keeps every class."""
         if classes is None:
             return None
@@ -199,7 +199,7 @@ class Detector:
         configs/tracker, its settings, a Tracker, or one Tracker per source) each result has `track_ids`; with `zones`
         too (a name of configs/zones, its settings, a ZoneCounter, or one per source) it has `counts` and `events`."""
         check_filters(max_det=max_det)
-        labels = self._labels_of(classes)
+        labels = self.labels_of(classes)
         sources = [source] if isinstance(source, FrameReader) else parse_sources(source)
         ready = threading.Event()
         readers, _ = open_readers(sources, ReaderOptions(queue_size, vid_stride, reconnect, read_timeout), stop_event,

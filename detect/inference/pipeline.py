@@ -48,15 +48,10 @@ def check_infer_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "source"):
         raise DetectError("source must be set: an image, a folder, a glob, a video file, a webcam index or a URL, "
                           "e.g. source=../shared/data/vtest.avi")
-    if (cfg.warmup_frames < 0 or cfg.queue_size < 1 or (cfg.max_frames is not None and cfg.max_frames < 1)
-            or (cfg.threads is not None and cfg.threads < 1)):
+    if cfg.warmup_frames < 0 or cfg.queue_size < 1 or (cfg.max_frames is not None and cfg.max_frames < 1):
         raise DetectError(f"warmup_frames={cfg.warmup_frames} must be >= 0, queue_size={cfg.queue_size} >= 1, "
-                          f"max_frames={cfg.max_frames} and threads={cfg.threads} null or >= 1")
-    backend = check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
-    check_filters(cfg.score_threshold, cfg.max_det)  # vid_stride: the FrameReader, opened before the model
-    slicer(cfg.slice, cfg.batch)
-    check_resizable(tta_spec(cfg.tta), backend == "torch")
-    check_model_config(cfg.model)
+                          f"max_frames={cfg.max_frames} null or >= 1")
+    check_detector_config(cfg)  # vid_stride: the FrameReader, opened before the model
     check_reconnect(cfg.reconnect, cfg.read_timeout)
     zone_counter(cfg.get("zones"), cfg.get("tracker"), 0.0)  # the zones' keys and points, and a tracker for them
     if cfg.track_gt is not None:
@@ -67,6 +62,18 @@ def check_infer_config(cfg: DictConfig) -> None:
                               f"(vid_stride=1, not {cfg.vid_stride})")
         if not Path(cfg.track_gt).is_file():
             raise DetectError(f"track_gt={cfg.track_gt} does not exist; pass a MOTChallenge gt.txt")
+
+
+def check_detector_config(cfg: DictConfig) -> None:
+    """The keys `load_detector` reads (infer.yaml's and serve.yaml's): threads, backend and precision, filters,
+    slicing, test-time augmentation and the model group, before any work."""
+    if cfg.threads is not None and cfg.threads < 1:
+        raise DetectError(f"threads={cfg.threads} must be null or >= 1")
+    backend = check_backend(cfg.backend, str(cfg.weights) if cfg.weights else None, cfg.precision)
+    check_filters(cfg.score_threshold, cfg.max_det)
+    slicer(cfg.slice, cfg.batch)
+    check_resizable(tta_spec(cfg.tta), backend == "torch")
+    check_model_config(cfg.model)
 
 
 def load_detector(cfg: DictConfig) -> Detector:
