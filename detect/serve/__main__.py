@@ -11,12 +11,14 @@ import socket
 
 import torch
 import uvicorn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from detect.config import hydra_main
 from detect.data.sources.capture import check_reconnect
 from detect.inference.pipeline import check_detector_config, load_detector
 from detect.serve.app import ServeSettings, create_app
+from detect.serve.live import LiveHub, live_context
+from detect.serve.live_routes import live_router
 from detect.tracking.counting import zone_counter
 from detect.utils.errors import DetectError, exit_on_error
 
@@ -37,8 +39,6 @@ def check_serve_config(cfg: DictConfig) -> ServeSettings:
     check_detector_config(cfg)
     check_reconnect(cfg.reconnect, cfg.read_timeout)
     zone_counter(cfg.get("zones"), cfg.get("tracker"), 0.0)
-    if cfg.sources:
-        raise DetectError(f"sources={list(cfg.sources)}: this server has no live view yet; leave sources empty")
     settings = settings_of(cfg)
     if not 0 <= cfg.port <= 65535:
         raise DetectError(f"port={cfg.port} must be in 0..65535 (0: any free port)")
@@ -51,17 +51,35 @@ def check_serve_config(cfg: DictConfig) -> ServeSettings:
     return settings
 
 
+def live_hub(cfg: DictConfig) -> LiveHub | None:
+    """The live view of `cfg.sources` with its tracker and zones, its sources opened; None without sources."""
+    if not cfg.sources:
+        return None
+    tracker = OmegaConf.to_container(cfg.tracker) if cfg.get("tracker") else None
+    hub = LiveHub(list(cfg.sources), tracker, cfg.get("zones"), cfg.reconnect, cfg.read_timeout, cfg.jpeg_quality)
+    hub.open()
+    return hub
+
+
 def serve(cfg: DictConfig) -> None:
-    """Load the detector, then serve until Ctrl-C."""
+    """Open the live sources, load the detector, then serve until Ctrl-C."""
     settings = check_serve_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    detector = load_detector(cfg)
+    hub = live_hub(cfg)  # before the model: a source that does not open fails first
+    try:
+        detector = load_detector(cfg)
+    except BaseException:
+        if hub is not None:
+            hub.close()
+        raise
     backend = detector.backend
+    live = f", live view of {len(hub.views)} source(s) at /" if hub else ""
     print(f"serving {backend.description} ({backend.name} {backend.precision}, {len(detector.classes)} classes, "
-          f"max_batch={settings.max_batch}) on http://{cfg.host}:{cfg.port} (docs: /docs, metrics: /metrics)",
+          f"max_batch={settings.max_batch}) on http://{cfg.host}:{cfg.port} (docs: /docs, metrics: /metrics{live})",
           flush=True)
-    uvicorn.run(create_app(detector, settings), host=cfg.host, port=cfg.port, log_level="warning")
+    routers, contexts = ([live_router(hub, cfg.max_fps)], [live_context(hub)]) if hub else ((), ())
+    uvicorn.run(create_app(detector, settings, routers, contexts), host=cfg.host, port=cfg.port, log_level="warning")
 
 
 @hydra_main("serve")

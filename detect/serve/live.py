@@ -5,10 +5,11 @@ the sources' states and counts (`status`), and subscribe to the counting events 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +196,19 @@ class LiveHub:
                 loop.call_soon_threadsafe(_offer, events, event)
             except RuntimeError:  # that client's loop has closed
                 self.unsubscribe(events)
+
+
+def live_context(hub: LiveHub) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan part for `hub`: detect with the app's detector from start-up, close at shut-down."""
+    @contextlib.asynccontextmanager
+    async def running(app: Any) -> AsyncIterator[None]:
+        hub.start(app.state.detector)
+        try:
+            yield
+        finally:
+            hub.close()
+
+    return running
 
 
 def _offer(events: asyncio.Queue, event: dict[str, Any]) -> None:

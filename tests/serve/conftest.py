@@ -1,20 +1,17 @@
-"""The server tests' fixtures: the tiny detector (random weights, classes cat and dog) and a real uvicorn server
-on a free loopback port in a thread of the test process."""
+"""The server tests' fixtures: the tiny detector (random weights, classes cat and dog) and a client of an app served
+by a real uvicorn on loopback (tests/serve/loopback.py)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from helpers import compose_infer, write_checkpoint
+from loopback import serving
 
 from detect import Detector
 from detect.structures import Classes
@@ -33,26 +30,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_detector(tiny_checkpoint: Path) -> Detector:
     return Detector.load(tiny_checkpoint, score_threshold=0.01, threads=1)  # random weights: low scores
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL, stops it after."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        listening.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A FastAPI app served by a real uvicorn on 127.0.0.1 (a free port) in a background thread, for the server tests."""
+"""A FastAPI app served by a real uvicorn on 127.0.0.1 (a free port) in a thread of the test process."""
 
 from __future__ import annotations
 
@@ -12,25 +12,21 @@ import uvicorn
 from fastapi import FastAPI
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
-    """The app's base URL while it is served; stopped (and its lifespan ended) on exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    """`app` served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL, stops it after."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20.0
+    deadline = time.monotonic() + 30
     while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{server.config.port}"
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10.0)
+        thread.join(30)
+        listening.close()
