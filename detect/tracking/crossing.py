@@ -1,8 +1,10 @@
 """The crossing rule of one counting line, meant to give a person's count on real, jittery tracks: a track has
 crossed when its anchor point steps from its side through the segment (not the infinite line) to beyond a
 hysteresis band on the other side and stays there `min_frames` frames; one count per track and direction within
-`window_s`; a track lost and recovered under a new id (appearing near where an old id vanished, away from the frame's
-border, within `bridge_s`) keeps the old one's side, so the switch neither loses nor doubles a crossing. A track that
+`window_s`; a track lost and recovered under a new id (appearing near where an old id was heading when it vanished,
+away from the frame's border, within `bridge_s`) keeps the old one's side, so the switch neither loses nor doubles a
+crossing. A box further than JUMP box sizes from where its track was heading is another object's (the tracker gave
+the id to another box): the track starts afresh there, uncounted. A track that
 vanishes (or a stream that ends: `finish`) past the line but not yet past the band or `min_frames` has crossed.
 
 supervision gives the anchors (Detections.get_anchors_coordinates); its LineZone is not used: it tests the anchor's
@@ -20,6 +22,7 @@ from detect.tracking.zones import LineZoneSpec
 
 FORGET_S = 10.0  # a track unseen this long is forgotten (a tracker rarely keeps an id across a longer gap)
 EDGE_PX = 1.0  # a box this close to the frame's border may be leaving or entering it: not bridged
+JUMP = 1.0  # an anchor further than this many box sizes from where its track was heading is another object's
 
 
 @dataclass
@@ -30,9 +33,10 @@ class TrackSide:
     before: np.ndarray  # its last anchor on `side` or on the line: where a crossing starts from
     last: np.ndarray  # its last anchor
     last_frame: int
-    reach: float  # its last box's larger side: how far from `last` a recovered id may appear
+    reach: float  # its last box's larger side: JUMP times it is how far from its heading a box may be
     at_edge: bool  # its last box touched the frame's border
     name: str  # its class
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its anchor's pixels a frame, smoothed
     beyond: np.ndarray | None = None  # its first anchor past the band on the other side, while it stays there
     frames_beyond: int = 0
     counted: dict[str, int] = field(default_factory=dict)  # direction -> frame of its last count
@@ -83,7 +87,11 @@ class LineCrossings:
                 self.tracks[track_id] = TrackSide(int(np.sign(distance)), anchor, anchor, frame, float(reach[index]),
                                                   bool(at_edge[index]), names[index])
                 continue
+            if self._heading(track, anchor, frame) > JUMP * track.reach:  # the id went to another object
+                track.side, track.before, track.beyond, track.frames_beyond = 0, anchor, None, 0
             crossings += self._counted(track_id, track, self._step(track, anchor, frame))
+            gap = frame - track.last_frame
+            track.velocity = (track.velocity + (anchor - track.last) / gap) / 2 if gap > 0 else track.velocity
             track.last, track.last_frame = anchor, frame
             track.reach, track.at_edge, track.name = float(reach[index]), bool(at_edge[index]), names[index]
         for track_id, track in list(self.tracks.items()):
@@ -114,18 +122,24 @@ class LineCrossings:
 
     def _recovered(self, track_id: int, anchor: np.ndarray, frame: int, at_edge: bool,
                    present: set[int]) -> TrackSide | None:
-        """The state of the lost track that a new id, seen away from the border, most likely continues: the nearest
-        one that vanished away from the border within bridge_s and within its own size of `anchor`."""
+        """The state of the lost track that a new id, seen away from the border, most likely continues: of those
+        that vanished away from the border within bridge_s, the one heading nearest `anchor`, within JUMP times its
+        size of it."""
         if at_edge or self._bridge <= 0:
             return None
-        candidates = [(float(np.hypot(*(track.last - anchor))), old_id) for old_id, track in self.tracks.items()
+        candidates = [(self._heading(track, anchor, frame), old_id) for old_id, track in self.tracks.items()
                       if old_id not in present and not track.at_edge and 0 < frame - track.last_frame <= self._bridge
-                      and np.hypot(*(track.last - anchor)) <= track.reach]
+                      and self._heading(track, anchor, frame) <= JUMP * track.reach]
         if not candidates:
             return None
         track = self.tracks.pop(min(candidates)[1])
         self.tracks[track_id] = track
         return track
+
+    @staticmethod
+    def _heading(track: TrackSide, anchor: np.ndarray, frame: int) -> float:
+        """How far `anchor` is from where `track` was heading at `frame` (its last anchor moved at its velocity)."""
+        return float(np.hypot(*(anchor - track.last - track.velocity * (frame - track.last_frame))))
 
     def _step(self, track: TrackSide, anchor: np.ndarray, frame: int) -> str | None:
         """Move `track` to `anchor`; the direction of the crossing it completes there, if any."""

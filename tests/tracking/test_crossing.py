@@ -81,8 +81,19 @@ def test_ids_at_the_frame_border_and_far_away_are_not_bridged() -> None:
     assert run(door(), far) == []
 
 
+def test_a_box_far_from_where_its_track_was_heading_is_another_object() -> None:
+    # id 1 walks away from the line (4 px a frame) and is lost; id 2 appears 18 px from it, past the line: within a
+    # box size (20 px) of where 1 was, but 22 px from where it was heading: another object, born there
+    away = [([x], 1) for x in (78, 74, 70, 66)] + [([x], 2) for x in (84, 88)]
+    assert run(door(), away) == []
+    # the tracker gives id 1 another object's box 28 px ahead, past the line: not a step of one object
+    stolen = [([x], 1) for x in (60, 64, 68, 72, 100, 104)]
+    assert run(door(), stolen) == []
+    assert run(door(), [([x], 1) for x in (60, 64, 68, 72, 76, 80, 84)]) == [(6, 1, "in")]
+
+
 def test_one_count_per_track_and_direction_within_the_window() -> None:
-    steps = [([x], 1) for x in [70, 85, 70, 85, 70, 70, 70, 70, 70, 70, 70, 70, 85]]  # at 10 FPS: 1 s = 10 frames
+    steps = [([x], 1) for x in [74, 86, 74, 86, 74, 74, 74, 74, 74, 74, 74, 74, 86]]  # at 10 FPS: 1 s = 10 frames
     assert run(door(), steps) == [(1, 1, "in"), (2, 1, "out"), (12, 1, "in")]
     assert len(run(door(window_s=0), steps)) == 5
 
