@@ -7,8 +7,10 @@ they find the detector, the batcher and the metrics on `app.state`. Every refusa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -17,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -28,6 +29,7 @@ from detect.structures import Result
 from detect.utils.errors import first_line
 
 AppContext = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+DECODE_THREADS = 2  # images decoded at once; more only adds memory on a CPU the model already fills
 DISCONNECTED = 499  # the metrics' status of a request whose client left before its body arrived (nginx's code)
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
 
@@ -82,7 +84,8 @@ def predict_router(settings: ServeSettings) -> APIRouter:
         try:
             upload = await read_upload(request, int(settings.max_body_mb * MB))
             options = parse_options(upload.options, batcher.detector)
-            frame = await run_in_threadpool(decode_image, upload.data, settings.max_pixels)
+            frame = await asyncio.get_running_loop().run_in_executor(request.app.state.decoders, decode_image,
+                                                                     upload.data, settings.max_pixels)
             result, batch_size = await batcher.submit(frame, options)
             return JSONResponse(result_json(result, batch_size))
         except RequestError as error:
@@ -126,6 +129,8 @@ def create_app(detector: Detector, settings: ServeSettings, routers: Sequence[AP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher = Batcher(detector, settings.max_batch, settings.max_wait_ms, settings.max_queue)
         app.state.detector, app.state.batcher = detector, batcher
+        # a few decoding threads, not Starlette's 40: each thread that decodes keeps a malloc arena (RSS grows)
+        app.state.decoders = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
         batcher.start()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -134,6 +139,7 @@ def create_app(detector: Detector, settings: ServeSettings, routers: Sequence[AP
                 yield
         finally:
             batcher.stop()
+            app.state.decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="detect", summary="Faster R-CNN object detection", lifespan=lifespan)
     for router in (predict_router(settings), service_router(), *routers):

@@ -107,7 +107,7 @@ def test_health_metrics_and_openapi_docs(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["max_batch=0"], "max_batch=0"), (["max_body_mb=0"], "max_body_mb=0"), (["port=70000"], "port=70000"),
-    (["sources=[0]"], "no live view"), (["precision=int8"], "precision=int8"), (["score_threshold=1.5"], "[0, 1)"),
+    (["zones=synthetic"], "add a tracker"), (["precision=int8"], "precision=int8"), (["score_threshold=1.5"], "[0, 1)"),
 ])
 def test_serve_config_is_checked_before_the_model_loads(overrides: list[str], message: str, tmp_path: Path) -> None:
     with pytest.raises(DetectError, match=re.escape(message)):

@@ -12,15 +12,17 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from helpers import BrightSquare, write_clip
+from helpers import BrightSquare, compose_config, write_clip
 from loopback import serving
 from mjpeg_server import MjpegServer, Session
 
 from detect.inference.backends import Backend
 from detect.inference.detector import Detector
+from detect.serve.__main__ import live_hub
 from detect.serve.live import LiveHub
 from detect.serve.live_routes import BOUNDARY, live_router
 from detect.structures import Classes
+from detect.utils.errors import DetectError
 
 DOOR = {"lines": {"door": {"start": [64, 0], "end": [64, 96]}}}  # write_clip's square crosses it once, left to right
 
@@ -108,7 +110,8 @@ def test_viewers_that_leave_free_only_themselves(tmp_path: Path) -> None:
     try:
         with serving(live_app(hub)) as url, httpx.Client(base_url=url, timeout=10.0) as client:
             with client.stream("GET", "/events") as response:  # a subscriber, then gone mid-stream
-                next(response.iter_lines())
+                lines = response.iter_lines()  # kept: a dropped iterator closes the connection
+                next(lines)
                 assert hub.subscribers == 1
             assert len(read_frames(client, "/live/0.mjpg", 2)) == 2  # a viewer that leaves after two frames
             wait_for(lambda: hub.subscribers == 0)
@@ -117,6 +120,20 @@ def test_viewers_that_leave_free_only_themselves(tmp_path: Path) -> None:
             with client.stream("GET", "/events") as response:  # a late client gets the recent events first
                 lines = response.iter_lines()
                 assert json.loads(next(line for line in lines if line.startswith("data: "))[6:])["zone"] == "door"
+    finally:
+        hub.close()
+
+
+def test_the_live_sources_open_before_the_model_loads(tmp_path: Path) -> None:
+    """serve() opens them first: one that does not open is named in one line; of several, the others are shown."""
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(DetectError, match="missing.mp4 does not exist"):
+        live_hub(compose_config("serve", [f"sources=[{missing}]"], tmp_path))
+    clip = write_clip(tmp_path / "clip.avi", frames=3)
+    hub = live_hub(compose_config("serve", [f"sources=[{clip},{missing}]"], tmp_path))
+    try:
+        assert [source["state"] for source in hub.status()] == ["starting", "failed"]
+        assert "missing.mp4 does not exist" in hub.status()[1]["error"]
     finally:
         hub.close()
 
