@@ -102,6 +102,13 @@ class Detector:
         loaded = load_backend(backend, str(weights) if weights else None, model_cfg, options, model_from_checkpoint)
         return cls(loaded, options.device, score_threshold, classes, max_det, slicing=slice, tta=tta)
 
+    def sliced(self, slicing: SliceInput) -> Detector:
+        """This detector's model and filters run as `slicing` says (configs/slice's keys; None: whole frames only);
+        the two take turns on the model."""
+        detector = Detector(self.backend, self.device, self.score_threshold, None, self.max_det, self.batch, slicing)
+        detector.keep_labels, detector._lock = self.keep_labels, self._lock
+        return detector
+
     @property
     def classes(self) -> list[str]:
         return self.backend.classes.names

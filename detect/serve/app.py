@@ -62,7 +62,9 @@ def predict_router(settings: ServeSettings) -> APIRouter:
     router = APIRouter()
     option_docs = {"score_threshold": ("number", "keep scores at or above this (the server's threshold at least)"),
                    "classes": ("string", "keep these classes: names or category ids, comma-separated"),
-                   "max_det": ("integer", "keep at most this many detections, the highest scores")}
+                   "max_det": ("integer", "keep at most this many detections, the highest scores"),
+                   "slice": ("string", "small objects: run as overlapping slices of this size (512, or 512x640 for "
+                                       "height x width) and the whole image, merged")}
     binary = {"schema": {"type": "string", "format": "binary"}}
     openapi = {
         "parameters": [{"name": name, "in": "query", "required": False, "description": text,

@@ -36,6 +36,7 @@ class Batcher:
 
     def __init__(self, detector: Detector, max_batch: int, max_wait_ms: float, max_queue: int) -> None:
         self.detector = detector
+        self._sliced: dict[tuple[int, int], Detector] = {}  # per slice size asked for (?slice=...)
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000.0
         self.metrics = ServerMetrics(self.queue_length)
         self._queue: queue.Queue[Pending | None] = queue.Queue(max_queue)
@@ -96,17 +97,24 @@ class Batcher:
             batch = [pending for pending in batch if pending.future.set_running_or_notify_cancel()]
             if not batch:
                 continue
-            started = time.perf_counter()
-            try:
-                results = self.detector.predict_frames([pending.frame for pending in batch])
-            except Exception as error:  # the requests fail (500), the server goes on
-                for pending in batch:
-                    pending.future.set_exception(error)
-                continue
-            self.metrics.batch(len(batch))
-            for pending, result in zip(batch, results, strict=True):
-                result.ms["queue"] = (started - pending.queued) * 1000.0
-                pending.future.set_result((filtered(result, pending.options), len(batch)))
+            for slice_size in dict.fromkeys(pending.options.slice_size for pending in batch):  # one call per size
+                self._call([pending for pending in batch if pending.options.slice_size == slice_size], slice_size)
+
+    def _call(self, batch: list[Pending], slice_size: tuple[int, int] | None) -> None:
+        """One model call for `batch`, sliced as its requests asked; each future gets its result or the error."""
+        started = time.perf_counter()
+        try:
+            detector = self.detector if slice_size is None else self._sliced.get(slice_size) or \
+                self._sliced.setdefault(slice_size, self.detector.sliced({"size": list(slice_size)}))
+            results = detector.predict_frames([pending.frame for pending in batch])
+        except Exception as error:  # the requests fail (500), the server goes on
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        self.metrics.batch(len(batch))
+        for pending, result in zip(batch, results, strict=True):
+            result.ms["queue"] = (started - pending.queued) * 1000.0
+            pending.future.set_result((filtered(result, pending.options), len(batch)))
 
 
 def filtered(result: Result, options: Options) -> Result:

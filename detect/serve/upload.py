@@ -24,7 +24,7 @@ from detect.utils.errors import DetectError
 
 RAW_TYPES = ("application/octet-stream", "image/")  # a body that is the image itself (image/jpeg, image/png, ...)
 MULTIPART = "multipart/form-data"
-OPTIONS = ("score_threshold", "classes", "max_det")
+OPTIONS = ("score_threshold", "classes", "max_det", "slice")
 MB = 1 << 20
 
 
@@ -52,6 +52,7 @@ class Options:
     score_threshold: float
     labels: set[int] | None = None
     max_det: int | None = None
+    slice_size: tuple[int, int] | None = None  # run as overlapping slices of this (height, width) and the whole image
 
 
 async def read_upload(request: Request, max_bytes: int) -> Upload:
@@ -138,7 +139,7 @@ def parse_options(items: Iterable[tuple[str, str]], detector: Detector) -> Optio
             raise RequestError(400, "unknown_option", f"{key} is not an option of /predict; the options are "
                                                       f"{', '.join(OPTIONS)}")
         values.setdefault(key, []).extend(part.strip() for part in value.split(",") if part.strip())
-    for key in ("score_threshold", "max_det"):
+    for key in ("score_threshold", "max_det", "slice"):
         if len(values.get(key, [])) > 1:
             raise RequestError(400, "bad_option", f"{key} is given {len(values[key])} times; give it once")
     threshold = _number(values, "score_threshold", float)
@@ -154,7 +155,19 @@ def parse_options(items: Iterable[tuple[str, str]], detector: Detector) -> Optio
         labels = detector.labels_of([int(name) if name.isdigit() else name for name in classes]) if classes else None
     except DetectError as error:
         raise RequestError(400, "unknown_class", str(error)) from None
-    return Options(threshold, labels, max_det)
+    return Options(threshold, labels, max_det, _slice_size(values))
+
+
+def _slice_size(values: dict[str, list[str]]) -> tuple[int, int] | None:
+    """?slice=512 (square slices) or ?slice=512x640 (height x width), in image pixels; None without."""
+    if "slice" not in values:
+        return None
+    text = values["slice"][0]
+    sides = text.lower().split("x")
+    if not (1 <= len(sides) <= 2 and all(side.isdigit() and int(side) >= 32 for side in sides)):
+        raise RequestError(400, "bad_option", f"slice={text!r} must be a slice size in pixels, >= 32: 512 (square) or "
+                                              "512x640 (height x width)")
+    return int(sides[0]), int(sides[-1])
 
 
 def _number(values: dict[str, list[str]], key: str, kind: type[int] | type[float]) -> Any:

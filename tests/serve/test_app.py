@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -62,6 +63,17 @@ def test_request_filters_narrow_the_servers(client: httpx.Client) -> None:
     assert top["scores"] == sorted(every["scores"], reverse=True)[:2]
 
 
+def test_slice_runs_the_request_as_slices_as_the_detector_would(client: httpx.Client, tiny_detector: Detector) -> None:
+    sliced = client.post("/predict", content=IMAGE, headers={"content-type": "image/jpeg"}, params={"slice": "64x96"})
+    assert sliced.status_code == 200 and "slice" in sliced.json()["ms"]
+    direct = tiny_detector.sliced({"size": [64, 96]}).predict(cv2.imdecode(np.frombuffer(IMAGE, np.uint8), 1))
+    assert np.allclose(sliced.json()["boxes"], direct.boxes, atol=0.01) and len(direct.boxes) > 0
+    plain = client.post("/predict", content=IMAGE, headers={"content-type": "image/jpeg"}).json()
+    assert "slice" not in plain["ms"] and plain["boxes"] != sliced.json()["boxes"]
+    bad = client.post("/predict", content=IMAGE, headers={"content-type": "image/jpeg"}, params={"slice": "big"})
+    assert bad.status_code == 400 and "slice='big' must be a slice size" in bad.json()["error"]
+
+
 def test_each_bad_request_is_one_json_line_and_the_next_good_one_is_answered(client: httpx.Client) -> None:
     rows = check_bad_requests(client, IMAGE, SETTINGS.max_body_mb, SETTINGS.max_pixels,
                               lambda: disconnect_mid_upload(str(client.base_url), IMAGE))
@@ -101,7 +113,8 @@ def test_health_metrics_and_openapi_docs(client: httpx.Client) -> None:
     assert ("detect_request_latency_recent_seconds", (("quantile", "0.99"),)) in counted
     predict = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
     assert {"image/jpeg", "multipart/form-data"} <= set(predict["requestBody"]["content"])
-    assert {parameter["name"] for parameter in predict["parameters"]} == {"score_threshold", "classes", "max_det"}
+    assert {parameter["name"] for parameter in predict["parameters"]} == {"score_threshold", "classes", "max_det",
+                                                                          "slice"}
     assert client.get("/docs").status_code == 200
 
 
