@@ -1,11 +1,12 @@
-"""Shared fixtures: a tiny COCO dataset on disk, a cache folder for the synthetic data, a trained tiny run."""
+"""Shared fixtures: a tiny COCO dataset on disk, a cache folder for the synthetic data, a trained tiny run, the tiny
+inference model's checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from helpers import TINY, compose_train, synthetic_overrides, write_coco
+from helpers import TINY, TINY_CLASSES, compose_infer, compose_train, synthetic_overrides, write_checkpoint, write_coco
 from omegaconf import OmegaConf
 
 
@@ -28,6 +29,14 @@ def trained_run(synthetic_cache: Path, tmp_path_factory: pytest.TempPathFactory)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra writes beside a run of train.py
     run(cfg)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A train.py-style checkpoint of the tiny inference model (random weights, TINY_CLASSES: cat=17, dog=42)."""
+    path = tmp_path_factory.mktemp("tiny-ckpt") / "tiny.ckpt"
+    write_checkpoint(path, compose_infer(["source=x"], path.parent).model, TINY_CLASSES)
+    return path
 
 
 @pytest.fixture

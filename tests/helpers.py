@@ -85,6 +85,9 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (96, 12
     return paths
 
 
+TINY_CLASSES = Classes(["cat", "dog"], [17, 42])  # the tiny inference model's (tiny_checkpoint): ids not 1..K
+
+
 def write_checkpoint(path: Path, model_cfg: DictConfig, classes: Classes) -> None:
     """A checkpoint as train.py writes it: Lightning's state_dict with "model." keys, class metadata under "detect"."""
     torch.manual_seed(0)

@@ -14,17 +14,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, compose_infer, write_checkpoint, write_clip, write_images
+from helpers import ROOT, TINY_CLASSES, compose_infer, write_clip, write_images
 
 from detect import Detector, Result
 from detect.export.parity import detector_parity
 from detect.inference.pipeline import infer
 from detect.modeling.model import build_model, read_detector_weights
-from detect.structures import Classes
 from detect.tracking.trackers import Tracker
 from detect.utils.errors import DetectError
 
-CLASSES = Classes(["cat", "dog"], [17, 42])
+CLASSES = TINY_CLASSES
 SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, plus backend and vid_stride, and the
     # reconnect counts (gaps, seconds_lost, frames_lost, resized_frames)
     "source", "source_kind", "device", "backend", "model", "classes", "frame_size", "network_input_size",
@@ -36,11 +35,8 @@ SUMMARY_KEYS = {  # summary.json as infer.py wrote it before the Detector API, p
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A train.py-style checkpoint of the tiny inference model (random weights, classes cat=17 and dog=42)."""
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    write_checkpoint(path, compose_infer(["source=x"], path.parent).model, CLASSES)
-    return path
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

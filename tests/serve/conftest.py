@@ -10,22 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from helpers import compose_infer, write_checkpoint
 from loopback import serving
 
 from detect import Detector
-from detect.structures import Classes
-
-CLASSES = Classes(["cat", "dog"], [17, 42])
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny inference model's checkpoint, random weights, classes cat=17 and dog=42."""
-    path = tmp_path_factory.mktemp("serve-ckpt") / "tiny.ckpt"
-    write_checkpoint(path, compose_infer(["source=x"], path.parent).model, CLASSES)
-    return path
-
 
 @pytest.fixture(scope="session")
 def tiny_detector(tiny_checkpoint: Path) -> Detector:
