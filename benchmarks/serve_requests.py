@@ -70,6 +70,7 @@ def cases(image: bytes, max_body_mb: float, max_pixels: int) -> list[tuple[str, 
         ("unknown class ?classes=unicorn", {"content": image, "headers": jpeg, "params": {"classes": "unicorn"}}),
         ("?score_threshold=high", {"content": image, "headers": jpeg, "params": {"score_threshold": "high"}}),
         ("?max_det=0", {"content": image, "headers": jpeg, "params": {"max_det": "0"}}),
+        ("?slice=big", {"content": image, "headers": jpeg, "params": {"slice": "big"}}),
     ]
 
 
