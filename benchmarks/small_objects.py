@@ -4,10 +4,11 @@ A small detector (ResNet-18-FPN from scratch, 32 FPN channels: what trains in mi
 once on 128 px crops whose shapes are 8-40 px, at 1:1 (min_size 128); it then runs on synthetic 1920x1080 frames of
 the same shapes: plainly (the frame resized to its short side of 128: the shapes become 1-5 px), sliced (128 px
 slices: 1:1 again, plus the whole frame), with TTA (flip, short sides 128 and 1080: the whole frame at 1:1 too) and
-sliced with flip. Torch fp32 on the CPU; ms a frame is the
-Detector's stages (preprocess, slice, model, postprocess) after a warm-up frame, as infer.py's frames.csv.
+sliced with flip. Torch fp32 on the CPU (--runs: OpenVINO int8 too); ms a frame is
+the Detector's stages (preprocess, slice, model, postprocess) after a warm-up frame, as infer.py's frames.csv.
 
     uv run python -m benchmarks.small_objects [--frames 10] [--steps 600] [--out outputs/benchmarks/small_objects]
+    uv run python -m benchmarks.small_objects --runs torch/fp32 openvino/int8
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from detect.evaluation.coco import evaluate_coco
 from detect.structures import Classes, to_coco_results
 from detect.utils.cache import cached_folder
 from detect.utils.cpu import cpu_description
+from detect.utils.errors import DetectError
 
 OBJECT_SIZES = (8, 40)
 CROP = 128  # training crops and slices, in pixels
@@ -74,14 +76,22 @@ def train(output_dir: Path, cache_dir: Path | None, steps: int) -> Path:
 
 
 def evaluate_modes(weights: Path, frames_json: Path, modes: Mapping[str, Mapping[str, Any]],
-                   score_threshold: float = 0.05, threads: int | None = None) -> list[dict[str, Any]]:
-    """Per mode: AP, AP50, AP_small and mean ms a frame (the first frame run twice: its first run warms up)."""
+                   score_threshold: float = 0.05, threads: int | None = None,
+                   runtime: str = "torch/fp32") -> list[dict[str, Any]]:
+    """Per mode: AP, AP50, AP_small and mean ms a frame (the first frame run twice: its first run warms up), with
+    `runtime`'s backend and precision ("openvino/int8"); a mode the backend refuses is a row with the reason."""
+    backend, precision = runtime.split("/")
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(frames_json))
     images = [(info["id"], frames_json.parent / "frames" / info["file_name"]) for info in coco.dataset["images"]]
     rows = []
     for name, settings in modes.items():
-        detector = Detector.load(weights, score_threshold=score_threshold, threads=threads, **settings)
+        try:
+            detector = Detector.load(weights, score_threshold=score_threshold, threads=threads, backend=backend,
+                                     precision=precision, **settings)
+        except DetectError as error:
+            rows.append({"runtime": runtime, "mode": name, "refused": str(error)})
+            continue
         classes: Classes = detector.backend.classes
         detector(cv2.imread(str(images[0][1])))
         results, ms = [], []
@@ -92,15 +102,17 @@ def evaluate_modes(weights: Path, frames_json: Path, modes: Mapping[str, Mapping
             results += to_coco_results([output], [image_id], classes.category_ids)
         with contextlib.redirect_stdout(io.StringIO()):
             stats = evaluate_coco(coco, results, classes).stats
-        rows.append({"mode": name, "AP": stats["AP"], "AP50": stats["AP50"], "AP_small": stats["APs"],
-                     "ms_per_frame": float(np.mean(ms)), "detections": len(results)})
+        rows.append({"runtime": runtime, "mode": name, "AP": stats["AP"], "AP50": stats["AP50"],
+                     "AP_small": stats["APs"], "ms_per_frame": float(np.mean(ms)), "detections": len(results)})
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'mode':<16}{'AP':>7}{'AP50':>7}{'AP_small':>10}{'ms/frame':>10}",
-             *(f"{row['mode']:<16}{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP_small']:>10.3f}"
-               f"{row['ms_per_frame']:>10.0f}" for row in rows)]
+    lines = [f"{'runtime':<15}{'mode':<16}{'AP':>7}{'AP50':>7}{'AP_small':>10}{'ms/frame':>10}"]
+    for row in rows:
+        figures = f"  refused: {row['refused']}" if "refused" in row else \
+            f"{row['AP']:>7.3f}{row['AP50']:>7.3f}{row['AP_small']:>10.3f}{row['ms_per_frame']:>10.0f}"
+        lines.append(f"{row['runtime']:<15}{row['mode']:<16}{figures}")
     return "\n".join(lines)
 
 
@@ -110,9 +122,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="training steps (batch 8) of the crop detector")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/small_objects"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="where the synthetic data goes (DETECT_CACHE)")
+    parser.add_argument("--runs", nargs="+", default=["torch/fp32"], metavar="BACKEND/PRECISION",
+                        help="backends and precisions to run every mode with, e.g. torch/fp32 openvino/int8")
     args = parser.parse_args()
     weights = train(args.out / "train", args.cache_dir, args.steps)
-    rows = evaluate_modes(weights, write_frames(args.cache_dir, args.frames), MODES)
+    frames = write_frames(args.cache_dir, args.frames)
+    rows = [row for runtime in args.runs for row in evaluate_modes(weights, frames, MODES, runtime=runtime)]
     report = {"cpu": cpu_description(), "frames": args.frames, "steps": args.steps, "rows": rows}
     (args.out / "small_objects.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{cpu_description()}\n{table(rows)}")

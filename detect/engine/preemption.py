@@ -65,9 +65,11 @@ class PreemptionCheckpoint(L.Callback):
         self._signalled = True
 
     def _save(self, trainer: L.Trainer, why: str, path: str | Path | None = None) -> None:
+        """Save at this step (unless it is saved already: a stop that comes at a periodic save) and say why."""
         path = path or self.path
-        trainer.save_checkpoint(path)
-        self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
+        if trainer.global_step != self._saved_step or path != self.path:
+            trainer.save_checkpoint(path)
+            self._saved_step, self._saved_at = trainer.global_step, time.monotonic()
         rank_zero_info(f"saved {path} at step {trainer.global_step} ({why})")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -100,7 +102,7 @@ class PreemptionCheckpoint(L.Callback):
         return bool(by_time), bool(signalled)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.global_step != self._saved_step:
+        if isinstance(exception, SIGTERMException):
             self._save(trainer, "SIGTERM: stopping")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
