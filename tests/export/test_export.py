@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import ROOT, VIDEO, compose_config, compose_infer, needs_video, write_checkpoint, write_clip, write_images
 
-from detect.export.__main__ import export_model
+from detect.export.command import export_model
 from detect.export.images import source_images
 from detect.export.onnx_export import build_network, export_onnx, parse_size
 from detect.export.onnx_runtime import OnnxDetector, OnnxModel
