@@ -23,6 +23,7 @@ SRUN_HINT = r"The `srun` command is available on your system but is not used"
 SRUN_MODULE = r"lightning\.fabric\.plugins\.environments\.slurm"
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")  # as Lightning sets them when imported before logging
 
 
 class _DropTips(logging.Filter):
@@ -36,7 +37,12 @@ DROP_TIPS = _DropTips()  # one instance: adding it again is a no-op
 
 
 def quiet_lightning() -> None:
-    """Install the filters of the module docstring (again: no change)."""
+    """Install the filters of the module docstring, and print Lightning's lines once, plain (again: no change)."""
+    for name in LIGHTNING_LOGGERS:  # imported after Hydra's logging (train.py checks its command line first), they
+        logger = logging.getLogger(name)  # would also go up to the "lightning" and the root handlers: three times
+        if logger.propagate:
+            logger.addHandler(logging.StreamHandler())
+            logger.propagate = False
     logging.getLogger(TIP_LOGGER).addFilter(DROP_TIPS)
     warnings.filterwarnings("ignore", LEAFSPEC, FutureWarning, LEAFSPEC_MODULE)
     if not os.environ.get("SLURM_JOB_ID"):
