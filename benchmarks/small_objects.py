@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 from pycocotools.coco import COCO
 
 from detect import Detector
@@ -65,13 +66,16 @@ def write_frames(cache_dir: Path | None, count: int, size: tuple[int, int] = (10
 def train(output_dir: Path, cache_dir: Path | None, steps: int) -> Path:
     """The small detector trained on 128 px crops with 8-40 px shapes (once: best.ckpt is reused)."""
     checkpoint = output_dir / "checkpoints" / "best.ckpt"
+    cfg = compose("train", [
+        f"data.cache_dir={cache_dir}" if cache_dir else "data.cache_dir=null", f"data.image_size=[{CROP},{CROP}]",
+        f"data.object_sizes=[{OBJECT_SIZES[0]},{OBJECT_SIZES[1]}]", "data.max_objects=6", "data.num_train=2000",
+        "data.num_val=40", *MODEL, f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
+        f"scheduler.milestones=[{int(steps * 0.8)}]", "trainer.accelerator=cpu", "plots=false",
+        "callbacks.progress_bar.refresh_rate=0"], output_dir)
+    (output_dir / ".hydra").mkdir(parents=True, exist_ok=True)  # as train.py leaves a run: int8 calibrates on its
+    OmegaConf.save(cfg, output_dir / ".hydra" / "config.yaml")  # train images (the crops), not the 1080p frames
     if not checkpoint.is_file():
-        run(compose("train", [
-            f"data.cache_dir={cache_dir}" if cache_dir else "data.cache_dir=null", f"data.image_size=[{CROP},{CROP}]",
-            f"data.object_sizes=[{OBJECT_SIZES[0]},{OBJECT_SIZES[1]}]", "data.max_objects=6", "data.num_train=2000",
-            "data.num_val=40", *MODEL, f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-            f"scheduler.milestones=[{int(steps * 0.8)}]", "trainer.accelerator=cpu", "plots=false",
-            "callbacks.progress_bar.refresh_rate=0"], output_dir))
+        run(cfg)
     return checkpoint
 
 
