@@ -28,9 +28,6 @@ class CountingSink:
             self._occupancy = csv.writer(self._occupancy_file)
             self._occupancy.writerow(["frame", "source", *self.polygons])
 
-    def draw(self, result: Result) -> None:
-        self.counter.draw(result.image, result.counts)
-
     def write(self, result: Result) -> None:
         for event in result.events:
             self._file.write(json.dumps(event) + "\n")

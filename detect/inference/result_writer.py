@@ -15,6 +15,7 @@ from tqdm import tqdm
 from detect.inference.events import CountingSink
 from detect.inference.sinks import DetectionsJson, FramesCsv, LabelsTxt, MotTracks, timed_stages
 from detect.structures import Result
+from detect.tracking.counting import ZoneCounter
 from detect.utils.drawing import TrackTrails, draw_detections, draw_overlay
 
 ResultConsumer = Callable[[Result, bool], None]  # (result, warmup), called on the writer thread after the files
@@ -55,12 +56,7 @@ class ResultWriter:
         result, warmup, overlay, vram_mb = item
         start = time.perf_counter()
         if self.media is not None or self.show:  # drawn in place: the stream hands each frame out once
-            if self.trails is not None:
-                self.trails.draw(result.image, result.boxes, result.track_ids)
-            draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names,
-                            result.track_ids)
-            if self.counting is not None:
-                self.counting.draw(result)
+            annotate(result, self.trails, self.counting.counter if self.counting is not None else None)
             draw_overlay(result.image, overlay)
             if self.media is not None:
                 self.media.write(result.image, result.source)
@@ -100,3 +96,13 @@ class ResultWriter:
             self.tracks.close()
         if self.counting is not None:
             self.counting.close()
+
+
+def annotate(result: Result, trails: TrackTrails | None, counter: ZoneCounter | None) -> None:
+    """Draw on `result.image` itself: the tracks' trails, the boxes with names, scores and ids, the zones with their
+    counts (infer.py's video and the server's live view)."""
+    if trails is not None:
+        trails.draw(result.image, result.boxes, result.track_ids)
+    draw_detections(result.image, result.boxes, result.labels, result.scores, result.classes.names, result.track_ids)
+    if counter is not None:
+        counter.draw(result.image, result.counts)

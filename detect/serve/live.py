@@ -19,10 +19,11 @@ import numpy as np
 from detect.data.sources.paths import parse_sources
 from detect.data.sources.reader import FrameReader
 from detect.inference.detector import Detector
+from detect.inference.result_writer import annotate
 from detect.structures import Result
 from detect.tracking.counting import ZoneCounter, zone_counter
 from detect.tracking.trackers import Tracker
-from detect.utils.drawing import TrackTrails, draw_detections
+from detect.utils.drawing import TrackTrails
 from detect.utils.errors import DetectError, first_line
 
 STALE_S = 2.0  # a live source with no frame for this long shows "reconnecting" (before its read times out)
@@ -124,15 +125,10 @@ class LiveHub:
                 time.sleep(delay)
 
     def _show(self, index: int, result: Result, trails: TrackTrails | None, counter: ZoneCounter | None) -> None:
-        image = result.image
-        if trails is not None:
-            trails.draw(image, result.boxes, result.track_ids)
-        draw_detections(image, result.boxes, result.labels, result.scores, result.classes.names, result.track_ids)
-        if counter is not None:
-            counter.draw(image, result.counts)
-        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])[1].tobytes()
+        annotate(result, trails, counter)
         view = self.views[index]
-        view.jpeg, view.frame, view.counts, view.updated = jpeg, result.frame, result.counts, time.monotonic()
+        view.jpeg, view.frame, view.counts = self._encode(result.image), result.frame, result.counts
+        view.updated = time.monotonic()
         view.state = "live"
         view.sequence += 1
         for event in result.events or ():
@@ -169,6 +165,9 @@ class LiveHub:
         scale = max(0.5, image.shape[1] / 640)
         cv2.putText(image, state, (10, int(40 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
                     max(1, round(2 * scale)), cv2.LINE_AA)
+        return self._encode(image)
+
+    def _encode(self, image: np.ndarray) -> bytes:
         return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])[1].tobytes()
 
     def subscribe(self) -> tuple[list[dict[str, Any]], asyncio.Queue]:
