@@ -43,7 +43,7 @@ from detect.utils.device import device_name, resolve_device
 from detect.utils.drawing import draw_detections
 from detect.utils.errors import DetectError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
 
 
@@ -58,6 +58,8 @@ def naive_loop(model: FasterRCNN, source: Path, frames: int, device: torch.devic
                output: Path) -> tuple[list[dict[str, torch.Tensor]], list[float]]:
     """The tutorial loop over the first `frames` frames; returns each frame's detections and seconds."""
     capture = cv2.VideoCapture(str(source))
+    if not capture.isOpened():
+        raise DetectError(f"--source {source}: OpenCV cannot open it; give a video file that exists")
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"mp4v"), capture.get(cv2.CAP_PROP_FPS), size)
     detections, seconds = [], []

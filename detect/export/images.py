@@ -83,9 +83,21 @@ def source_images(source: str | Path, count: int) -> list[np.ndarray]:
 
 def export_images(source: str | Path | None, weights: str | Path | None, split: str, count: int) -> list[np.ndarray]:
     """`count` images of `source`, or of the checkpoint's `split` when `source` is None."""
+    return labelled_images(source, weights, split, count)[0]
+
+
+def labelled_images(source: str | Path | None, weights: str | Path | None, split: str,
+                    count: int) -> tuple[list[np.ndarray], dict[str, Any] | None]:
+    """`export_images`, with the COCO-format dict of those images and their boxes when they come from the
+    checkpoint's split (a folder, a glob or a video has no labels: None)."""
     if source is not None:
-        return source_images(source, count)
+        return source_images(source, count), None
     if weights is None:
         raise DetectError("random weights have no training run to take images from; pass images "
                           "(a folder, a glob or a video)")
-    return split_images(*run_split(weights, split), count)
+    dataset, image_dir = run_split(weights, split)
+    entries = dataset["images"][:count]
+    ids = {entry["id"] for entry in entries}
+    labels = {**dataset, "images": entries,
+              "annotations": [ann for ann in dataset["annotations"] if ann["image_id"] in ids]}
+    return read_images(entries, image_dir), labels

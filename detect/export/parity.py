@@ -16,6 +16,7 @@ from detect.export.onnx_export import flat_outputs
 MATCH_IOU = 0.5  # a box agrees with one of the same class that overlaps it this much
 MATCH_SCORE = 0.3  # boxes scored lower are noise to both precisions and left out of the comparison
 MIN_AGREEMENT = 0.8  # a reduced precision passes when this fraction of each side's boxes has a match on the other
+MAX_AP_LOSS = 0.01  # ... and, where the images have labels, its COCO AP is at most this much below fp32's (1 point)
 
 
 @dataclass

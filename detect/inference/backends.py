@@ -139,16 +139,16 @@ def load_openvino(weights: str | None, model_cfg: DictConfig, options: BackendOp
     """An OpenVINO IR (`detect.export.openvino_export.openvino_model`) on the CPU; its classes come from the file."""
     check_cpu("openvino", options.device)
     # openvino (and nncf, for int8) are imported only when asked for
-    from detect.export.images import export_images
+    from detect.export.images import labelled_images
     from detect.export.openvino_export import openvino_model
-    from detect.export.precision_check import CHECK_IMAGES, checked_detector
+    from detect.export.precision_check import CHECK_IMAGES, CheckImages, checked_detector
 
     path = openvino_model(weights, model_cfg, options.precision, options.calibration, model_from_checkpoint)
     checkpoint = weights if weights and Path(weights).suffix not in SUFFIX_BACKENDS else None
     images = None
     if options.calibration or checkpoint:
-        def images() -> list:  # the calibration source, or the checkpoint's val images
-            return export_images(options.calibration, checkpoint, "val", CHECK_IMAGES)
+        def images() -> CheckImages:  # the calibration source, or the checkpoint's val images and their labels
+            return labelled_images(options.calibration, checkpoint, "val", CHECK_IMAGES)
     detector, note = checked_detector(path, options.precision, options.threads, images, options.precision_check)
     return Backend(detector, detector.classes or COCO_CLASSES,
                    f"Faster R-CNN, OpenVINO {detector.precision} ({detector.path}{'; ' + note if note else ''})",

@@ -18,6 +18,17 @@ OPS_PER_CYCLE = {
     "fp16": [("amx_fp16", 1024), ("avx512_fp16", 128), ("avx512f", 64), ("avx2", 32), ("", 8)],
     "int8": [("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx512bw", 128), ("avx2", 64), ("", 16)],
 }
+# oneDNN's ONEDNN_MAX_CPU_ISA (read by torch and OpenVINO) caps the kernels at an ISA: the flags each cap leaves
+# usable, so that the peak and the precision checks follow the kernels that really run (AVX10_1_512 names of oneDNN 3.3+).
+_AVX512 = ("avx2", "avx512f", "avx512bw")
+_BF16 = (*_AVX512, "avx512_vnni", "avx512_bf16")
+_FP16 = (*_BF16, "avx512_fp16")
+_AMX = (*_FP16, "amx_bf16", "amx_int8")
+ISA_CAP_FLAGS = {"SSE41": (), "AVX": (), "AVX2": ("avx2",), "AVX2_VNNI": ("avx2", "avx_vnni"),
+                 "AVX2_VNNI_2": ("avx2", "avx_vnni"), "AVX512_CORE": _AVX512,
+                 "AVX512_CORE_VNNI": (*_AVX512, "avx512_vnni"), "AVX512_CORE_BF16": _BF16,
+                 "AVX512_CORE_FP16": _FP16, "AVX10_1_512": _FP16, "AVX512_CORE_AMX": _AMX, "AVX10_1_512_AMX": _AMX,
+                 "AVX512_CORE_AMX_FP16": (*_AMX, "amx_fp16"), "AVX10_1_512_AMX_FP16": (*_AMX, "amx_fp16")}
 # The units that run a half precision natively; without one, torch converts each operation to fp32 and back (bf16
 # measured 3.7x slower than fp32 on an AVX2 EPYC) and OpenVINO runs fp32 instead.
 FAST_UNITS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
@@ -41,13 +52,20 @@ def cpu_flags() -> set[str]:
     return set(_cpuinfo().get("flags", "").split())
 
 
+def kernel_flags() -> set[str]:
+    """The flags whose units the kernels may use: the CPU's, less those above ONEDNN_MAX_CPU_ISA where it is set."""
+    flags, cap = cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return flags & set(ISA_CAP_FLAGS[cap]) if cap in ISA_CAP_FLAGS else flags
+
+
 def lacks_fast_units(precision: str) -> str:
     """Why this CPU runs `precision` slower than fp32, e.g. 'this CPU has neither avx512_bf16 nor amx_bf16'; '' where
     it has the units of FAST_UNITS (or `precision` needs none)."""
     units = FAST_UNITS.get(precision, ())
-    if not units or cpu_flags() & set(units):
+    if not units or kernel_flags() & set(units):
         return ""
-    return f"this CPU has neither {' nor '.join(units)}"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"this CPU has neither {' nor '.join(units)}" + (f" under ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
 
 
 def cpu_description() -> str:
@@ -69,8 +87,8 @@ def max_clock_ghz() -> float:
 
 
 def ops_per_cycle(precision: str) -> int:
-    """Operations per core and cycle in `precision` of this CPU's widest units (see OPS_PER_CYCLE)."""
-    flags = cpu_flags()
+    """Operations per core and cycle in `precision` of the widest units the kernels may use (see OPS_PER_CYCLE)."""
+    flags = kernel_flags()
     return next(ops for flag, ops in OPS_PER_CYCLE[precision] if not flag or flag in flags)
 
 

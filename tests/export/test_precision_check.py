@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from detect.export.precision_check import CHECKS_FILE, MIN_BOXES, box_agreement, cpu_key
+from detect.export.precision_check import CHECKS_FILE, MIN_BOXES, box_agreement, compare, cpu_key
+from detect.structures import Classes
 
 
 def output(*boxes: tuple[float, float, float, float, int, float]) -> dict[str, torch.Tensor]:
@@ -27,6 +29,28 @@ def test_box_agreement_counts_matches_both_ways() -> None:
     assert box_agreement([output(a), output()], [output(a), output((0, 0, 5, 5, 1, 0.1))]) == (1.0, 1)  # faint
     assert box_agreement([output()], [output()]) == (1.0, 0)
     assert box_agreement([output()], [output(b)]) == (0.0, 0)
+
+
+def test_labelled_images_add_ap_and_a_lower_ap_fails_the_check() -> None:
+    """Boxes 6 px off agree at IoU 0.5 (the box check passes) but lose AP at IoU 0.75 and up: the check fails on AP,
+    and its line gives both APs; without labels the same outputs pass."""
+    classes = Classes(["square"], [3])
+    labels = {"images": [{"id": i, "file_name": f"{i}.png", "width": 64, "height": 64} for i in (7, 9)],
+              "annotations": [{"id": i, "image_id": i, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600,
+                               "iscrowd": 0} for i in (7, 9)],
+              "categories": [{"id": 3, "name": "square"}]}
+    images = [np.zeros((64, 64, 3), np.uint8)] * 2
+
+    def detector(x1: float):
+        return lambda inputs: [output((x1, 10, x1 + 40, 50, 1, 0.9)) for _ in inputs]
+
+    exact = compare(detector(10), detector(10), "int8", images, labels, classes)
+    assert (exact.ap, exact.ap_fp32, exact.passed) == (1.0, 1.0, True)
+    shifted = compare(detector(10), detector(16), "int8", images, labels, classes)
+    assert shifted.agreement == 1.0 and shifted.ap == pytest.approx(0.5) and not shifted.passed
+    assert "AP 0.500 against fp32's 1.000 on their labels (at most 1 point lower passes)" in shifted.summary()
+    unlabelled = compare(detector(10), detector(16), "int8", images)
+    assert unlabelled.ap is None and unlabelled.passed
 
 
 def write_verdict(ir: Path, agreement: float) -> None:
