@@ -11,10 +11,10 @@ import pytest
 from helpers import ROOT, TINY, TINY_INFER, synthetic_overrides, write_images
 
 
-def run_entry(arguments: list[str], run_dir: Path) -> tuple[int, str]:
+def run_entry(arguments: list[str], run_dir: Path, python_options: tuple[str, ...] = ()) -> tuple[int, str]:
     """(exit code, stderr) of `python <arguments>` from the checkout's root, its Hydra run folder in `run_dir`."""
-    done = subprocess.run([sys.executable, *arguments, f"hydra.run.dir={run_dir}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([sys.executable, *python_options, *arguments, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     return done.returncode, done.stderr
 
 
@@ -32,7 +32,13 @@ def assert_one_error_line(code: int, stderr: str, line: str) -> None:
      "error: weigths is not a key of the export config; did you mean weights?"),
 ])
 def test_a_mistyped_key_is_one_line_with_the_closest_keys(tmp_path: Path, arguments: list[str], line: str) -> None:
-    assert_one_error_line(*run_entry(arguments, tmp_path / "run"), line)
+    """... before torch, torchvision or Lightning load (they take ~10 s: the answer takes under one)."""
+    code, stderr = run_entry(arguments, tmp_path / "run", ("-X", "importtime"))
+    imported = {row.split("|")[-1].strip() for row in stderr.splitlines() if row.startswith("import time:")}
+    assert_one_error_line(code, "\n".join(row for row in stderr.splitlines() if not row.startswith("import time:")),
+                          line)
+    heavy = imported & {"torch", "torchvision", "lightning", "openvino"}
+    assert imported and not heavy, f"imported before the check: {sorted(heavy)}"
     assert not (tmp_path / "run").exists()  # refused before Hydra made its run folder
 
 
