@@ -75,28 +75,15 @@ def saved_step(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_two_tasks_train_ddp_and_evaluate_once(cluster: Cluster, synthetic_cache: Path, tmp_path: Path) -> None:
-    job_id = submit(cluster, tmp_path, [*synthetic_overrides(synthetic_cache), "trainer.max_steps=4",
-                                        "trainer.val_check_interval=4"])
-    log = tmp_path / "job.log"
-    fields = wait_done(cluster, job_id, log)
-    output = tail(log, 100_000)
-    assert fields["JobState"] == "COMPLETED" and fields["NumTasks"] == "2", output[-4000:]
-    run_dir = tmp_path / "outputs" / "slurm" / job_id  # one run dir for both ranks: trainer=slurm names it by job
-    for rank in (0, 1):
-        assert f"Initializing distributed: GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in output, output[-4000:]
-    assert output.count("COCO bbox evaluation at step 4") == 1  # rank 0 evaluates, once
-    assert list((tmp_path / "outputs" / "slurm").iterdir()) == [run_dir]
-    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["images"] == 8  # both ranks' halves
-    assert saved_step(run_dir / "checkpoints" / "last.ckpt") == 4
-
-
-@pytest.mark.slow
-def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synthetic_cache: Path,
-                                                          tmp_path: Path) -> None:
+def test_two_ddp_tasks_are_preempted_requeued_resume_to_max_steps_and_evaluate_once(cluster: Cluster,
+                                                                                      synthetic_cache: Path,
+                                                                                      tmp_path: Path) -> None:
+    """A 2-task DDP job (sbatch, srun, trainer=slurm) gets SIGUSR1 as sbatch --signal=USR1@90 sends it before the
+    time limit: Lightning saves, requeues, and the requeued job resumes in the same run folder, then rank 0
+    evaluates once on both ranks' halves of the val images."""
     max_steps = 12
     job_id = submit(cluster, tmp_path, [*synthetic_overrides(synthetic_cache), f"trainer.max_steps={max_steps}",
-                                        "trainer.val_check_interval=1000",
+                                        f"trainer.val_check_interval={max_steps}",
                                         "callbacks.preemption_checkpoint.every_n_steps=2",
                                         "callbacks.preemption_checkpoint.check_every_n_steps=2"])
     log, run_dir = tmp_path / "job.log", tmp_path / "outputs" / "slurm" / job_id
@@ -110,6 +97,9 @@ def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synth
     fields = wait_done(cluster, job_id, log)
     output = tail(log, 100_000)
     assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1", output[-4000:]
+    assert fields["NumTasks"] == "2", output[-4000:]
+    for rank in (0, 1):
+        assert f"Initializing distributed: GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in output, output[-4000:]
     hpc = sorted(run_dir.glob("hpc_ckpt_*.ckpt"))
     assert [path.name for path in hpc] == ["hpc_ckpt_1.ckpt"], output[-4000:]
     preempted_at = saved_step(hpc[0])
@@ -121,6 +111,10 @@ def test_sigusr1_saves_requeues_and_resumes_to_max_steps(cluster: Cluster, synth
     resumed = output.split("restart count 1", 1)[1]
     assert f"Restoring states from the checkpoint path at {hpc[0]}" in resumed, resumed[-4000:]
     assert saved_step(run_dir / "checkpoints" / "last.ckpt") == max_steps
+    # one run folder for both ranks and both jobs (trainer=slurm names it by the job); rank 0 evaluates, once
+    assert list((tmp_path / "outputs" / "slurm").iterdir()) == [run_dir]
+    assert output.count(f"COCO bbox evaluation at step {max_steps}") == 1, output[-4000:]
+    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["images"] == 8  # both ranks' halves
 
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:

@@ -34,41 +34,37 @@ def logged_steps(output_dir: Path, column: str = "train/loss") -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(f) if row.get(column)]
 
 
-def test_train_py_trains_evaluates_and_checkpoints(synthetic_cache: Path, tmp_path: Path) -> None:
+def test_train_py_trains_evaluates_and_checkpoints_with_its_own_header(synthetic_cache: Path, tmp_path: Path) -> None:
+    """The demo as a user runs it on a machine with SLURM installed, outside a job: it trains, evaluates once, saves
+    both checkpoints and the plots, and prints the run's header lines and none of Lightning's LitLogger tip, srun
+    hint, model summary with 0 FLOPs, or torch's LeafSpec warning."""
+    (tmp_path / "bin").mkdir()
+    run_dir = tmp_path / "run"
     result = train_py([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=3",
-                       "trainer.val_check_interval=3", "plots=true"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "built-in demo" in result.stdout
-    assert "lr 0.04 x 4/4 = 0.04 for a total batch of 4 = 1 device(s) x 4 images x 1 accumulated" in result.stdout
-    assert result.stdout.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 1
-    assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert logged_steps(tmp_path) == [0, 1, 2]
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["images"] == 8 and set(metrics["stats"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"}
-    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["global_step"] == 3
-    assert checkpoint["detect"]["category_ids"] == [1, 2, 4]
-    assert checkpoint["detect"]["class_names"] == ["square", "disc", "triangle"]
-    plots = {path.name for path in (tmp_path / "plots").iterdir()}
-    assert {"results.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png", "worst_images.png"} <= plots
-    assert 0.0 <= metrics["best_f1_threshold"] <= 1.0 and Path(metrics["val_json"]).is_file()
-
-
-def test_train_py_prints_its_own_header_without_lightnings_noise(synthetic_cache: Path, tmp_path: Path) -> None:
-    """The demo as a user runs it on a machine with SLURM installed, outside a job: the run's header lines, and none
-    of Lightning's LitLogger tip, srun hint, model summary with 0 FLOPs, or torch's LeafSpec warning."""
-    result = train_py([*TINY, *synthetic_overrides(synthetic_cache), "trainer.max_steps=1",
-                       "trainer.val_check_interval=1"], tmp_path / "run", environment=off_slurm_environment(tmp_path))
+                       "trainer.val_check_interval=3", "plots=true"], run_dir,
+                      environment=off_slurm_environment(tmp_path / "bin"))
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     for noise in ("litlogger", "Tip:", "`srun` command", "FLOPs", "Total params", "LeafSpec"):
         assert noise not in output, output[:3000]
-    weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    millions = sum(tensor.numel() for name, tensor in weights.items()
+    assert "lr 0.04 x 4/4 = 0.04 for a total batch of 4 = 1 device(s) x 4 images x 1 accumulated" in result.stdout
+    assert result.stdout.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 1
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert logged_steps(run_dir) == [0, 1, 2]
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 8 and set(metrics["stats"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"}
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 3
+    assert checkpoint["detect"]["category_ids"] == [1, 2, 4]
+    assert checkpoint["detect"]["class_names"] == ["square", "disc", "triangle"]
+    millions = sum(tensor.numel() for name, tensor in checkpoint["state_dict"].items()
                    if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))) / 1e6
     for line in ("mode fit; output", f"resnet18-FPN (32 ch, norm bn), {millions:.1f} M parameters ({millions:.1f} M "
-                 "trainable)", "train 16 images", "steps 1 x 4 images per device", "built-in demo"):
+                 "trainable)", "train 16 images", "steps 3 x 4 images per device", "built-in demo"):
         assert line in result.stdout, result.stdout[:3000]
+    plots = {path.name for path in (run_dir / "plots").iterdir()}
+    assert {"results.png", "pr_curves.png", "f1_curve.png", "confusion_matrix.png", "worst_images.png"} <= plots
+    assert 0.0 <= metrics["best_f1_threshold"] <= 1.0 and Path(metrics["val_json"]).is_file()
 
 
 def test_resume_continues_at_the_saved_step_and_evaluate_writes_results(synthetic_cache: Path,
