@@ -108,7 +108,7 @@ def meets_targets(row: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 def table(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]) -> str:
-    lines = [f"{'recipe':<34}{'AP':>15}{'AP50':>15}{f'AP {RAREST}':>15}  targets"]
+    lines = [f"{'recipe':<34}{'AP':>16}{'AP50':>16}{f'AP {RAREST}':>16}  targets"]
     for row in rows:
         figures = "".join(f"{row[m]['mean']:>8.3f} ± {row[m]['std']:.3f}" for m in ("AP", "AP50", "rare_AP"))
         mark = "" if row is current else "met" if meets_targets(row, current) else "not met"
