@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from detect.utils.cache import cached_folder
-from detect.utils.errors import check_choice
+from detect.utils.errors import DetectError, check_choice
 
 # Category ids with a gap, as COCO's, so the id <-> contiguous label mapping is exercised by the demo too.
 CATEGORIES = [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}, {"id": 4, "name": "triangle"}]
@@ -61,13 +61,16 @@ def shape_color(rng: np.random.Generator, name: str) -> tuple[int, ...]:
 
 
 def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: int, object_sizes: tuple[int, int],
-                categories: list[dict]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
-    """One BGR image and its (category id, box) list of shapes of `categories`; 1 in 10 images has no object."""
+                categories: list[dict], frequencies: Sequence[float] | None = None,
+                ) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
+    """One BGR image and its (category id, box) list of shapes of `categories`, each drawn with its probability in
+    `frequencies` (None: equally likely); 1 in 10 images has no object."""
     image = textured_background(rng, width, height)
     objects = []
     count = 0 if rng.random() < 0.1 else int(rng.integers(1, max_objects + 1))
     for _ in range(count):
-        category = categories[int(rng.integers(len(categories)))]
+        index = rng.integers(len(categories)) if frequencies is None else rng.choice(len(categories), p=frequencies)
+        category = categories[int(index)]
         size = int(rng.integers(object_sizes[0], min(object_sizes[1], width, height) + 1))
         x, y = int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1))
         color = shape_color(rng, category["name"])
@@ -77,15 +80,15 @@ def _make_image(rng: np.random.Generator, width: int, height: int, max_objects: 
 
 def write_split(folder: Path, split: str, rng: np.random.Generator, count: int, image_size: tuple[int, int],
                 max_objects: int, object_sizes: tuple[int, int], categories: list[dict],
-                frame_size: tuple[int, int] | None = None) -> Path:
+                frame_size: tuple[int, int] | None = None, frequencies: Sequence[float] | None = None) -> Path:
     """`count` images of shapes in folder/split and their COCO json folder/<split>.json (returned); each side drawn
-    from `image_size` (min, max), or every image `frame_size` (width, height)."""
+    from `image_size` (min, max), or every image `frame_size` (width, height); classes as in `_make_image`."""
     (folder / split).mkdir(parents=True)
     images, annotations = [], []
     min_side, max_side = image_size
     for image_id in range(1, count + 1):
         width, height = frame_size or (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
-        image, objects = _make_image(rng, width, height, max_objects, object_sizes, categories)
+        image, objects = _make_image(rng, width, height, max_objects, object_sizes, categories, frequencies)
         file_name = f"{image_id:06d}.png"
         cv2.imwrite(str(folder / split / file_name), image)
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
@@ -97,14 +100,27 @@ def write_split(folder: Path, split: str, rng: np.random.Generator, count: int, 
     return folder / f"{split}.json"
 
 
+def class_frequencies(weights: Sequence[float], shapes: Sequence[str], categories: list[dict]) -> list[float]:
+    """`weights` (one a shape of `shapes`) as probabilities in the order of `categories`; bad weights: DetectError."""
+    if len(weights) != len(shapes) or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise DetectError(f"train_frequencies={list(weights)} must be {len(shapes)} weights >= 0 (one for each of "
+                          f"{', '.join(shapes)}), not all 0")
+    by_shape = dict(zip(shapes, weights))
+    total = sum(weights)
+    return [by_shape[category["name"]] / total for category in categories]
+
+
 def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num_train: int = 2000,
                          num_val: int = 200, image_size: tuple[int, int] = (112, 160), max_objects: int = 4,
                          object_sizes: tuple[int, int] = (16, 56),
-                         shapes: Sequence[str] = DEMO_SHAPES) -> dict[str, Path]:
+                         shapes: Sequence[str] = DEMO_SHAPES,
+                         train_frequencies: Sequence[float] | None = None) -> dict[str, Path]:
     """Write (once) a synthetic COCO dataset and return its paths: train_json, train_images, val_json, val_images.
 
     `image_size` is the (min, max) of each image side; `object_sizes` the (min, max) shape side in pixels; `shapes`
-    the classes drawn (names in CATEGORIES or NEW_CATEGORIES).
+    the classes drawn (names in CATEGORIES or NEW_CATEGORIES). `train_frequencies` (one weight a shape, in the
+    order of `shapes`, normalised) makes the train split imbalanced; the val split always draws every class equally
+    often, so a rare class has as many val boxes as any other and its AP is no noisier than theirs.
     The folder name hashes every argument, and the folder appears by an atomic rename, so parallel
     processes (DDP ranks) may call this at once.
     """
@@ -116,10 +132,14 @@ def write_synthetic_coco(cache_dir: str | Path | None = None, seed: int = 0, num
     categories = [category for category in known if category["name"] in shapes]
     if tuple(shapes) != DEMO_SHAPES:  # the demo's folder name stays what it was before shapes could be chosen
         params["shapes"] = list(shapes)
+    frequencies = None if train_frequencies is None else class_frequencies(train_frequencies, shapes, categories)
+    if frequencies is not None:  # likewise: the folder name changes only when the option is used
+        params["train_frequencies"] = frequencies
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
-        write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes, categories)
+        write_split(folder, "train", rng, num_train, image_size, max_objects, object_sizes, categories,
+                    frequencies=frequencies)
         write_split(folder, "val", rng, num_val, image_size, max_objects, object_sizes, categories)
 
     folder = cached_folder(cache_dir, "synthetic", params, "val.json", write)

@@ -110,6 +110,22 @@ def test_synthetic_dataset_is_deterministic_and_cached(tmp_path: Path) -> None:
         assert 8 <= w <= 24 and x + w <= image["width"] and y + h <= image["height"]
 
 
+def test_synthetic_train_frequencies_make_a_rare_class_and_leave_the_val_split_even(tmp_path: Path) -> None:
+    options = dict(seed=0, num_train=300, num_val=300, image_size=(48, 64), object_sizes=(8, 16),
+                   shapes=("square", "disc", "diamond"))
+    plain = write_synthetic_coco(tmp_path, **options)
+    imbalanced = write_synthetic_coco(tmp_path, **options, train_frequencies=(0.6, 0.38, 0.02))
+    assert imbalanced["train_json"] != plain["train_json"]  # its own folder: the plain one keeps its name
+    share = {}
+    for split in ("train_json", "val_json"):
+        boxes = [a["category_id"] for a in json.loads(imbalanced[split].read_text())["annotations"]]
+        share[split] = {c: boxes.count(c) / len(boxes) for c in (1, 2, 7)}  # square, disc, diamond
+    assert share["train_json"][7] < 0.04 < 0.5 < share["train_json"][1]
+    assert all(0.25 < share["val_json"][c] < 0.42 for c in (1, 2, 7))
+    with pytest.raises(DetectError, match="must be 3 weights"):
+        write_synthetic_coco(tmp_path, **options, train_frequencies=(1.0, 0.0))
+
+
 def test_a_resumed_epoch_continues_its_batch_order(gappy_coco: Path) -> None:
     sampler = torch.utils.data.DistributedSampler(range(40), num_replicas=1, rank=0, shuffle=True, seed=3)
     sampler.set_epoch(2)
