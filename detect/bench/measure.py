@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from detect.utils.cpu import cpu_description, max_clock_ghz, ops_per_cycle, peak_gflops
+from detect.utils.cpu import cpu_description, cpu_flags, isa_cap, max_clock_ghz, ops_per_cycle, peak_gflops
 from detect.utils.device import PRECISIONS
 from detect.utils.timing import DeviceTimer, peak_rss_mb, summarize
 
@@ -118,6 +118,18 @@ def matmul_tflops(device: torch.device | str, dtype: torch.dtype, side: int, bud
     return 2 * side**3 / (median_ms / 1000.0) / 1e12
 
 
+def conv_gflops(channels: int = 1024, side: int = 64, budget_s: float = 1.0) -> float:
+    """Median fp32 GFLOP/s of a 1x1 convolution (a `channels`-square matmul over side x side pixels) on the CPU. It
+    runs on oneDNN, which stops at ONEDNN_MAX_CPU_ISA where that is set (MKL's matmul does not): the rate of the
+    kernels that run, at the clock they run at."""
+    image = torch.rand(1, channels, side, side)
+    weight = torch.rand(channels, channels, 1, 1)
+    with torch.no_grad():
+        timing = time_calls(lambda: torch.nn.functional.conv2d(image, weight), torch.device("cpu"), warmup_runs=2,
+                            warmup_s=0.2, budget_s=budget_s, min_runs=3)
+    return 2 * channels**2 * side**2 / (summarize(timing.wall_ms)["p50"] / 1000.0) / 1e9
+
+
 @cache
 def best_matmul_tflops(device: str, precision: str, side: int) -> float:
     """The best of three `matmul_tflops` in `precision`, measured once per process (every row gets the same peak)."""
@@ -127,18 +139,28 @@ def best_matmul_tflops(device: str, precision: str, side: int) -> float:
 def peak_tflops(device: torch.device, precision: str, side: int) -> tuple[float, str]:
     """An upper bound on the TFLOP/s of `device` in `precision`, and how it was found.
 
-    CPU: cores x clock x operations per cycle of its flags (`detect.utils.cpu.peak_gflops`, for the threads torch uses),
-    where the clock is the highest one the system states or, if higher, the one a measured fp32 matmul proves (a
-    VM states its base clock; the cores boost). GPU: the measured matmul (a datasheet peak is not read here)."""
+    CPU: cores x clock x operations per cycle of the units its kernels may use (`detect.utils.cpu.peak_gflops`, for
+    the threads torch uses), where the clock is the highest one the system states or, if higher, the one a measured
+    fp32 rate proves (a VM states its base clock; the cores boost, and boost higher on narrower units): MKL's matmul
+    on all of the CPU's units, and oneDNN's 1x1 convolution on the units ONEDNN_MAX_CPU_ISA leaves it.
+    GPU: the measured matmul (a datasheet peak is not read here)."""
     if device.type != "cpu":
         return best_matmul_tflops(str(device), precision, side), f"{side}-square {precision} matmul measured now"
     threads = torch.get_num_threads()
-    fp32_gflops = best_matmul_tflops("cpu", "fp32", side) * 1000.0
-    clock = max(max_clock_ghz(), fp32_gflops / (threads * ops_per_cycle("fp32")))
+    matmul = best_matmul_tflops("cpu", "fp32", side) * 1000.0
+    conv = best_conv_gflops()
+    clock = max(max_clock_ghz(), matmul / (threads * ops_per_cycle("fp32", cpu_flags())),
+                conv / (threads * ops_per_cycle("fp32")))
     return peak_gflops(precision, threads, clock) / 1000.0, (
         f"{threads} cores x {clock:.2f} GHz x {ops_per_cycle(precision)} {precision} operations per cycle of "
-        f"{cpu_description()}; clock: the stated {max_clock_ghz():.2f} GHz or what a {side}-square fp32 matmul "
-        f"reached ({fp32_gflops:.0f} GFLOP/s), the higher")
+        f"{cpu_description()}{isa_cap()}; clock: the highest of the stated {max_clock_ghz():.2f} GHz and what a "
+        f"{side}-square fp32 matmul ({matmul:.0f} GFLOP/s) and a 1x1 convolution ({conv:.0f} GFLOP/s) prove")
+
+
+@cache
+def best_conv_gflops() -> float:
+    """The best of three `conv_gflops`, measured once per process."""
+    return max(conv_gflops() for _ in range(3))
 
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")

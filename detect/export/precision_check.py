@@ -28,7 +28,7 @@ from detect.export.parity import MAX_AP_LOSS, MIN_AGREEMENT, box_agreement
 from detect.modeling.model import DetectorCall
 from detect.modeling.preprocess import to_model_input
 from detect.structures import Classes, to_coco_results
-from detect.utils.cpu import cpu_description
+from detect.utils.cpu import cpu_description, isa_cap
 from detect.utils.errors import DetectError
 
 CHECKS_FILE = "precision_checks.json"
@@ -64,8 +64,7 @@ class PrecisionVerdict:
 
 def cpu_key() -> str:
     """What picks the kernels: the CPU's model and flags, and oneDNN's ISA cap when one is set."""
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return cpu_description() + (f", ONEDNN_MAX_CPU_ISA={isa}" if isa else "")
+    return cpu_description() + isa_cap()
 
 
 def labelled_ap(outputs: Sequence[dict[str, torch.Tensor]], labels: dict[str, Any], classes: Classes) -> float:

@@ -64,8 +64,7 @@ def lacks_fast_units(precision: str) -> str:
     units = FAST_UNITS.get(precision, ())
     if not units or kernel_flags() & set(units):
         return ""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return f"this CPU has neither {' nor '.join(units)}" + (f" under ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
+    return f"this CPU has neither {' nor '.join(units)}" + (f" under{isa_cap()[1:]}" if isa_cap() else "")
 
 
 def cpu_description() -> str:
@@ -86,9 +85,16 @@ def max_clock_ghz() -> float:
     return max(candidates)
 
 
-def ops_per_cycle(precision: str) -> int:
-    """Operations per core and cycle in `precision` of the widest units the kernels may use (see OPS_PER_CYCLE)."""
-    flags = kernel_flags()
+def isa_cap() -> str:
+    """', ONEDNN_MAX_CPU_ISA=<cap>' where one is set, else ''."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f", ONEDNN_MAX_CPU_ISA={cap}" if cap else ""
+
+
+def ops_per_cycle(precision: str, flags: set[str] | None = None) -> int:
+    """Operations per core and cycle in `precision` of the widest units of `flags` (default: those the kernels may
+    use, `kernel_flags`; see OPS_PER_CYCLE)."""
+    flags = kernel_flags() if flags is None else flags
     return next(ops for flag, ops in OPS_PER_CYCLE[precision] if not flag or flag in flags)
 
 
