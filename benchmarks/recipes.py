@@ -56,13 +56,12 @@ def override(key: str, value: Any) -> str:
     return f"{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
 
 
-def study_config(paths: Mapping[str, Path], recipe: Mapping[str, Any], seed: int, steps: int, output_dir: Path,
-                 model: Sequence[str] = ()) -> DictConfig:
-    """data=custom on `paths` with `recipe` over CURRENT, and the demo's model, optimizer and schedule for `steps`
-    with `model`'s overrides (model.*, optim.*, scheduler.*, trainer.*: the test's smaller model)."""
+def study_config(paths: Mapping[str, Path], recipe: Mapping[str, Any], seed: int, steps: int,
+                 output_dir: Path) -> DictConfig:
+    """data=custom on `paths` with `recipe` over CURRENT, and the demo's model, optimizer and schedule for `steps`."""
     schedule = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
                 f"scheduler.milestones=[{round(steps * 5 / 6)}]", f"scheduler.warmup_steps={min(50, steps // 6)}"]
-    demo = compose("train", [*COMMON, *schedule, *model])
+    demo = compose("train", [*COMMON, *schedule])
     cfg = compose("train", [
         "data=custom", *(f"data.{key}={path}" for key, path in paths.items()), *LOADER, *COMMON, f"seed={seed}",
         *(override(key, value) for key, value in (CURRENT | dict(recipe)).items())], output_dir)
@@ -73,13 +72,13 @@ def study_config(paths: Mapping[str, Path], recipe: Mapping[str, Any], seed: int
 
 
 def train_recipe(paths: Mapping[str, Path], name: str, recipe: Mapping[str, Any], seed: int, steps: int,
-                 output_dir: Path, model: Sequence[str] = ()) -> dict[str, Any]:
+                 output_dir: Path) -> dict[str, Any]:
     """One run's AP, AP50 and RAREST's AP at the last step (reused from output_dir/result.json when there)."""
     result_file = output_dir / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
     start = time.perf_counter()
-    stats = run(study_config(paths, recipe, seed, steps, output_dir, model))
+    stats = run(study_config(paths, recipe, seed, steps, output_dir))
     per_class = json.loads((output_dir / "eval" / "metrics.json").read_text())["per_class"]
     rare = next(row["AP"] for row in per_class if row["class"] == RAREST)
     result = {"recipe": name, "seed": seed, "AP": stats["AP"], "AP50": stats["AP50"], "rare_AP": rare,
