@@ -15,7 +15,7 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +130,22 @@ def study(paths: Mapping[str, Path], seeds: Sequence[int], steps: int, out: Path
 
     current = measure("current", {})
     singles = [measure(name, recipe) for name, recipe in ADDITIONS.items()]
-    winners = [row for row in singles if helped(row, current)]
     rows = [current, *singles]
+    winners = combinable(row for row in singles if helped(row, current))
     if len(winners) > 1:
         rows.append(measure(" + ".join(row["recipe"] for row in winners),
                             {k: v for row in winners for k, v in row["overrides"].items()}))
     return rows
+
+
+def combinable(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`rows` by their rare-class AP, best first, without one that sets a key a better one set (the repeat-factor
+    variants are alternatives, not additions)."""
+    chosen: list[Mapping[str, Any]] = []
+    for row in sorted(rows, key=lambda row: -row["rare_AP"]["mean"]):
+        if not any(key in other["overrides"] for other in chosen for key in row["overrides"]):
+            chosen.append(row)
+    return chosen
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.recipes import ADDITIONS, meets_targets, study_config, summary
+from benchmarks.recipes import ADDITIONS, combinable, meets_targets, study_config, summary
 
 
 def test_a_study_run_is_data_custom_with_the_demo_model_and_every_recipe_key(tmp_path: Path) -> None:
@@ -26,3 +26,11 @@ def test_the_targets_need_the_rare_class_up_by_half_and_a_tenth_without_losing_a
     assert meets_targets(row([0.30, 0.31, 0.32], [0.25, 0.26, 0.27]), current)  # AP within the current's std
     assert not meets_targets(row([0.30, 0.32, 0.34], [0.18, 0.20, 0.22]), current)  # +0.08 only
     assert not meets_targets(row([0.25, 0.26, 0.27], [0.30, 0.30, 0.30]), current)  # AP lost beyond the spread
+
+
+def test_the_combination_takes_the_best_of_the_variants_that_set_the_same_keys() -> None:
+    def row(name: str, rare: float) -> dict:
+        return {"recipe": name, "overrides": ADDITIONS[name], "rare_AP": {"mean": rare}}
+    rows = [row("repeat_factor", 0.20), row("ema", 0.15), row("repeat_factor_t0.5_linear", 0.25),
+            row("repeat_factor_t0.5", 0.22)]
+    assert [r["recipe"] for r in combinable(rows)] == ["repeat_factor_t0.5_linear", "ema"]
