@@ -38,6 +38,7 @@ CURRENT = {"data.augment": "hflip", "data.copy_paste": False, "data.sampler": "u
 # 2000-step warm-up, for runs of tens of thousands of steps, would leave it the training weights here.
 ADDITIONS: dict[str, dict[str, Any]] = {
     "lsj": {"data.augment": "lsj"},
+    "ssd": {"data.augment": "ssd"},
     "copy_paste": {"data.copy_paste": True},
     "repeat_factor": {"data.sampler": "repeat_factor"},
     # t 0.1 repeats the diamond's images (5 % of them) only x1.4; t 0.5 repeats every class in under half the images
