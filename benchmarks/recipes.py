@@ -127,7 +127,8 @@ def table(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]) -> str:
     lines = [f"{'recipe':<34}{'AP':>16}{'AP50':>16}{f'AP {RAREST}':>16}  targets"]
     for row in rows:
         figures = "".join(f"{row[m]['mean']:>8.3f} ± {row[m]['std']:.3f}" for m in ("AP", "AP50", "rare_AP"))
-        mark = "" if row is current else f"{verdict(row, current)}: {'met' if meets_targets(row, current) else 'not met'}"
+        met = "met" if meets_targets(row, current) else "not met"
+        mark = "" if row is current else f"{verdict(row, current)}: {met}"
         lines.append(f"{row['recipe']:<34}{figures}  {mark}")
     return "\n".join(lines)
 
