@@ -124,17 +124,18 @@ def verdict(row: Mapping[str, Any], current: Mapping[str, Any]) -> str:
 
 
 def table(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]) -> str:
-    lines = [f"{'recipe':<34}{'AP':>16}{'AP50':>16}{f'AP {RAREST}':>16}  targets"]
+    lines = [f"{'recipe':<40}{'AP':>16}{'AP50':>16}{f'AP {RAREST}':>16}  targets"]
     for row in rows:
         figures = "".join(f"{row[m]['mean']:>8.3f} ± {row[m]['std']:.3f}" for m in ("AP", "AP50", "rare_AP"))
         met = "met" if meets_targets(row, current) else "not met"
         mark = "" if row is current else f"{verdict(row, current)}: {met}"
-        lines.append(f"{row['recipe']:<34}{figures}  {mark}")
+        lines.append(f"{row['recipe']:<40}{figures}  {mark}")
     return "\n".join(lines)
 
 
 def study(paths: Mapping[str, Path], seeds: Sequence[int], steps: int, out: Path) -> list[dict[str, Any]]:
-    """The current recipe, each addition, then the additions that `helped` together (when more than one did)."""
+    """The current recipe, each addition, the additions that `helped` together (when more than one did), then those
+    with each addition that kept the AP without helping alone."""
     def measure(name: str, recipe: Mapping[str, Any]) -> dict[str, Any]:
         runs = [train_recipe(paths, name, recipe, seed, steps, out / name.replace(" + ", "+") / f"seed{seed}")
                 for seed in seeds]
@@ -146,9 +147,14 @@ def study(paths: Mapping[str, Path], seeds: Sequence[int], steps: int, out: Path
     singles = [measure(name, recipe) for name, recipe in ADDITIONS.items()]
     rows = [current, *singles]
     winners = combinable(row for row in singles if helped(row, current))
+    name, recipe = " + ".join(row["recipe"] for row in winners), {k: v for row in winners for k, v in
+                                                                  row["overrides"].items()}
     if len(winners) > 1:
-        rows.append(measure(" + ".join(row["recipe"] for row in winners),
-                            {k: v for row in winners for k, v in row["overrides"].items()}))
+        rows.append(measure(name, recipe))
+    # one that did not help alone may on top of the winners (copy-paste then pastes the repeated rare objects)
+    for row in singles if winners else []:
+        if kept_ap(row, current) and not helped(row, current) and not set(row["overrides"]) & set(recipe):
+            rows.append(measure(f"{name} + {row['recipe']}", recipe | row["overrides"]))
     return rows
 
 
