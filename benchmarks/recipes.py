@@ -147,14 +147,16 @@ def study(paths: Mapping[str, Path], seeds: Sequence[int], steps: int, out: Path
     singles = [measure(name, recipe) for name, recipe in ADDITIONS.items()]
     rows = [current, *singles]
     winners = combinable(row for row in singles if helped(row, current))
-    name, recipe = " + ".join(row["recipe"] for row in winners), {k: v for row in winners for k, v in
-                                                                  row["overrides"].items()}
+    if not winners:
+        return rows
+    name = " + ".join(row["recipe"] for row in winners)
+    recipe = {key: value for row in winners for key, value in row["overrides"].items()}
     if len(winners) > 1:
         rows.append(measure(name, recipe))
     # one that did not help alone may on top of the winners (copy-paste then pastes the repeated rare objects)
-    for row in singles if winners else []:
-        if kept_ap(row, current) and not helped(row, current) and not set(row["overrides"]) & set(recipe):
-            rows.append(measure(f"{name} + {row['recipe']}", recipe | row["overrides"]))
+    others = [row for row in singles if kept_ap(row, current) and not helped(row, current)
+              and not set(row["overrides"]) & set(recipe)]
+    rows += [measure(f"{name} + {row['recipe']}", recipe | row["overrides"]) for row in others]
     return rows
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 import torch
+from pycocotools.coco import COCO
 
 from detect.data.coco import index_coco
 from detect.evaluation.coco import evaluate_coco
@@ -67,11 +68,11 @@ def cpu_key() -> str:
     return cpu_description() + isa_cap()
 
 
-def labelled_ap(outputs: Sequence[dict[str, torch.Tensor]], labels: dict[str, Any], classes: Classes) -> float:
-    """COCO AP of one detector's `outputs` on the images of `labels` (a COCO-format dict, the same order)."""
-    image_ids = [entry["id"] for entry in labels["images"]]
+def labelled_ap(outputs: Sequence[dict[str, torch.Tensor]], labels: COCO, classes: Classes) -> float:
+    """COCO AP of one detector's `outputs` on the images of `labels` (their index, the images in the same order)."""
+    image_ids = [entry["id"] for entry in labels.dataset["images"]]
     results = to_coco_results(outputs, image_ids, classes.category_ids)
-    return evaluate_coco(index_coco(labels), results, classes, image_ids).stats["AP"]
+    return evaluate_coco(labels, results, classes, image_ids).stats["AP"]
 
 
 def compare(reference: DetectorCall, candidate: DetectorCall, precision: str, images: Sequence[np.ndarray],
@@ -81,8 +82,10 @@ def compare(reference: DetectorCall, candidate: DetectorCall, precision: str, im
     inputs = [to_model_input(image, torch.device("cpu")) for image in images]
     outputs = [[run([tensor])[0] for tensor in inputs] for run in (reference, candidate)]
     agreement, boxes = box_agreement(*outputs)
-    ap_fp32, ap = ((labelled_ap(side, labels, classes) for side in outputs) if labels and classes
-                   else (None, None))
+    ap_fp32 = ap = None
+    if labels and classes:
+        indexed = index_coco(labels)  # once for both sides
+        ap_fp32, ap = (labelled_ap(side, indexed, classes) for side in outputs)
     return PrecisionVerdict(precision, agreement, boxes, len(images), ap, ap_fp32)
 
 
