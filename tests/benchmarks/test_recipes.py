@@ -42,6 +42,18 @@ def test_the_combination_takes_the_best_of_the_variants_that_set_the_same_keys()
     assert [r["recipe"] for r in combinable(rows)] == ["repeat_factor_t0.5_linear", "ema"]
 
 
+@pytest.mark.parametrize(("data", "measured_default"), [
+    (["data=custom", "data.train_json=a", "data.train_images=b", "data.val_json=c", "data.val_images=d"], True),
+    (["data=yolo", "data.root=y"], True), (["data=voc", "data.root=v"], True),
+    (["data=coco", "data.root=c"], False), ([], False)])
+def test_the_studys_winner_is_the_default_of_the_users_label_formats_not_coco_or_the_demo(
+        data: list[str], measured_default: bool, tmp_path: Path) -> None:
+    cfg = compose_train(data, tmp_path).data
+    recipe = (cfg.sampler, cfg.repeat_threshold, cfg.repeat_sqrt, cfg.copy_paste)
+    assert (recipe == ("repeat_factor", 0.5, False, True)) == measured_default, recipe
+    assert measured_default or (cfg.sampler, cfg.copy_paste) == ("uniform", False)  # Detectron2's COCO recipe
+
+
 @pytest.mark.slow
 def test_the_default_recipe_of_custom_data_finds_the_rare_class_better(synthetic_cache: Path, tmp_path: Path) -> None:
     """The study cut down to the tests' tiny model, 3 classes (diamond in 3 % of the training boxes), 150 images, 200
