@@ -116,22 +116,36 @@ def _counted_lines(size: tuple[int, int]) -> dict[str, list] | None:
     return {line.name: [list(line.start), list(line.end)] for line in spec.lines}
 
 
-def gt_frames(gt_path: str | Path, frames: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Each of the first `frames` frames (from 0) of a gt.txt as (frame, xyxy boxes, ids)."""
+def gt_frames(gt_path: str | Path, frames: int, visible_only: bool = False
+              ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Each of the first `frames` frames (from 0) of a gt.txt as (frame, xyxy boxes, ids); `visible_only`: the
+    boxes of the shapes at least MIN_VISIBLE visible (consider = 1), what a perfect detector would see."""
     rows = np.loadtxt(gt_path, delimiter=",", ndmin=2).reshape(-1, 9)
+    if visible_only:
+        rows = rows[rows[:, 6] == 1]
     for frame in range(frames):
         mine = rows[rows[:, 0] == frame + 1]
         boxes = np.concatenate([mine[:, 2:4], mine[:, 2:4] + mine[:, 4:6]], axis=1)
         yield frame, boxes, mine[:, 1].astype(np.int64)
 
 
-def _write_counts(folder: Path, shapes: list[MovingShape], frames: int) -> None:
+def _whole_boxes(shapes: list[MovingShape], gt_path: Path, frames: int
+                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, list[str]]]:
+    """Each frame's shapes in the gt (occluded ones too) with their whole boxes (not clipped to the frame), ids and
+    class names."""
+    by_id = {shape.track_id: shape for shape in shapes}
+    for frame, _, ids in gt_frames(gt_path, frames):
+        mine = [by_id[int(track_id)] for track_id in ids]
+        boxes = np.array([[*shape.position(frame), *np.add(shape.position(frame), shape.size)] for shape in mine],
+                         dtype=np.float64).reshape(-1, 4)
+        yield frame, boxes, ids, [shape.name for shape in mine]
+
+
+def _write_counts(folder: Path, shapes: list[MovingShape], frames: int, size: tuple[int, int]) -> None:
     """gt/counts.json: the true crossings of ZONES' lines by the centres of every shape in the frame (occluded ones
-    too; the gt boxes, clipped to the frame as a viewer sees them) and ids; frames counted from 0 as in infer.py's
-    events.jsonl."""
-    names = {shape.track_id: shape.name for shape in shapes}
-    counts = true_counts(ZONES, ((frame, boxes, ids, [names[int(i)] for i in ids])
-                                 for frame, boxes, ids in gt_frames(folder / "gt" / "gt.txt", frames)))
+    too), those that only a shape's part in view makes optional (detect.tracking.truth); frames counted from 0 as in
+    infer.py's events.jsonl."""
+    counts = true_counts(ZONES, _whole_boxes(shapes, folder / "gt" / "gt.txt", frames), (size[1], size[0]))
     (folder / "gt" / COUNTS_FILE).write_text(json.dumps(counts, indent=1) + "\n")
 
 
@@ -142,12 +156,13 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
     (None when the lines of configs/zones/ZONES do not fit the frame)}.
 
     gt.txt is MOTChallenge's: frame (from 1), id, x, y, w, h (clipped to the frame), consider (0 for a shape less
-    than MIN_VISIBLE visible), class 1, visibility. counts.json has the true crossings of ZONES' lines.
+    than MIN_VISIBLE visible), class 1, visibility. counts.json has the true crossings of ZONES' lines (those by
+    shapes whose centre is past the border optional).
     """
     height, width = size
     counted_lines = _counted_lines(size)
     params = dict(seed=seed, frames=frames, size=list(size), objects=objects, fps=fps,
-                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=3)
+                  object_sizes=list(object_sizes), counted_lines=counted_lines, version=4)
 
     def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
@@ -163,7 +178,7 @@ def write_tracking_video(cache_dir: str | Path | None = None, seed: int = 0, fra
         writer.release()
         (folder / "gt" / "gt.txt").write_text("".join(line + "\n" for line in gt_lines))
         if counted_lines is not None:
-            _write_counts(folder, shapes, frames)
+            _write_counts(folder, shapes, frames, size)
 
     folder = cached_folder(cache_dir, "tracking", params, VIDEO_NAME, write)
     return {"video": folder / VIDEO_NAME, "gt": folder / "gt" / "gt.txt",

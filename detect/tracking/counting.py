@@ -220,7 +220,11 @@ def format_counts(zones: Mapping[str, Any], errors: Mapping[str, Any] | None = N
     parts = []
     for name, line in zones["lines"].items():
         truth = (errors or {}).get(name, {})
-        true = f" (true {truth['true_in']} / {truth['true_out']})" if "true_in" in truth else ""
+        true = ""
+        if "true_in" in truth:
+            optional = truth["optional_in"] or truth["optional_out"]
+            true = f" (true {truth['true_in']} / {truth['true_out']}" + (
+                f", {truth['optional_in']} / {truth['optional_out']} optional at the border)" if optional else ")")
         parts.append(f"{name} in {line['in']} out {line['out']}{true}")
     parts += [f"{name} {polygon['entries']} entries, at most {polygon['max_occupancy']} inside"
               for name, polygon in zones["polygons"].items()]

@@ -17,7 +17,7 @@ from detect.inference import Detector, Result
 from detect.inference.backends import Backend
 from detect.inference.pipeline import infer
 from detect.structures import Classes
-from detect.tracking.counting import ZoneCounter
+from detect.tracking.counting import ZoneCounter, format_counts
 from detect.tracking.zones import load_zones
 from detect.utils.errors import DetectError
 
@@ -137,7 +137,13 @@ def test_infer_counts_the_synthetic_clip_like_its_true_crossings(tmp_path: Path)
     for name in ("vertical", "horizontal"):
         true = truth["lines"][name]
         assert (errors[name]["true_in"], errors[name]["true_out"]) == (true["in"], true["out"])
+        assert (errors[name]["optional_in"], errors[name]["optional_out"]) == (true["in_optional"], true["out_optional"])
         assert errors[name]["abs_error"] <= switches, (errors, switches)
+    vertical = errors["vertical"]
+    assert vertical["optional_in"] + vertical["optional_out"] > 0  # the clip has a shape's part crossing at the border
+    assert (f"vertical in {vertical['in']} out {vertical['out']} (true {vertical['true_in']} / {vertical['true_out']}, "
+            f"{vertical['optional_in']} / {vertical['optional_out']} optional at the border)"
+            in format_counts(summary["zones"], errors))
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(events) == summary["events"] > 0
     assert {e["source"] for e in events} == {paths["video"].name}
