@@ -1,11 +1,11 @@
 """Line counting against the truth: synthetic clips (seeds, crowding, occlusion; shapes entering and leaving at the
 edges), configs/zones/synthetic.yaml's lines, each line's counted and true in / out and the total absolute error
 as a fraction of the true crossings (those that only a shape's part in view makes, its centre past the border,
-optional; "strict": every crossing in view required), for the true ids and each tracker, by today's rule (detect.tracking.crossing)
-and the rule before issue 25 (supervision's LineZone, its default anchors: the box's four corners). The boxes are the
-true ones (the counts with true ids must be exact), those of the shapes at least 40 % visible ("visible": what a
-perfect detector would see; occluded shapes are lost), the true ones with noise and misses (--jitter), or a
-detector's (--weights).
+optional; "strict": every crossing in view required), for the true ids and each tracker, by today's rule
+(detect.tracking.crossing) and the rule before issue 25 (supervision's LineZone, its default anchors: the box's four
+corners). The boxes are the true ones (the counts with true ids must be exact), those of the shapes at least 40 %
+visible ("visible": what a perfect detector would see; occluded shapes are lost), the true ones with noise and misses
+(--jitter), or a detector's (--weights).
 
     uv run python -m benchmarks.counting [--weights outputs/<demo run>/checkpoints/best.ckpt] [--clips 0:10:200 ..]
 """
@@ -76,14 +76,16 @@ def count(results: Iterable[Result]) -> dict[str, dict[str, dict[str, int]]]:
             "before": {name: {"in": line.in_count, "out": line.out_count} for name, line in before.items()}}
 
 
-def error(counted: dict[str, dict[str, int]], truth: dict[str, Any]) -> tuple[int, int, int]:
+def error(counted: dict[str, dict[str, int]], truth: dict[str, Any]) -> tuple[int, int, int, int]:
     """The absolute error summed over lines and directions (border crossings optional: count_error), the same with
-    every crossing in view required ("strict"), and the required true crossings."""
+    every crossing in view required ("strict"), the required true crossings and the optional ones."""
     lines = truth["lines"]
     keys = [(name, d) for name in lines for d in ("in", "out")]
-    return (sum(abs(count_error(counted[n][d], lines[n][d], lines[n][f"{d}_optional"])) for n, d in keys),
-            sum(abs(counted[n][d] - lines[n][d] - lines[n][f"{d}_optional"]) for n, d in keys),
-            sum(lines[n][d] for n, d in keys))
+    required = {key: lines[key[0]][key[1]] for key in keys}
+    optional = {key: lines[key[0]][f"{key[1]}_optional"] for key in keys}
+    return (sum(abs(count_error(counted[n][d], required[n, d], optional[n, d])) for n, d in keys),
+            sum(abs(count_error(counted[n][d], required[n, d] + optional[n, d], 0)) for n, d in keys),
+            sum(required.values()), sum(optional.values()))
 
 
 def clip_spec(text: str) -> tuple[int, int, int]:
@@ -123,8 +125,7 @@ def measure(clips: list[str], trackers: list[str], weights: str | None, cache_di
             feeds |= {("detector", name): lambda name=name: tracked(detections, name) for name in trackers}
         for (boxes, ids), results in feeds.items():
             for rule, counted in count(results()).items():
-                abs_error, strict_error, true = error(counted, truth)
-                optional = sum(line[f"{d}_optional"] for line in truth["lines"].values() for d in ("in", "out"))
+                abs_error, strict_error, true, optional = error(counted, truth)
                 rows.append({"clip": clip, "boxes": boxes, "ids": ids, "rule": rule, "counted": counted,
                              "truth": truth["lines"], "abs_error": abs_error, "strict_error": strict_error,
                              "true": true, "optional": optional})
@@ -143,7 +144,8 @@ def table(rows: list[dict]) -> str:
         cells = [f"{row['counted'][n]['in']} / {row['counted'][n]['out']} ({t['in']} / {t['out']} + "
                  f"{t['in_optional']} / {t['out_optional']})" for n in names for t in [row["truth"][n]]]
         lines.append(f"| {row['clip']} | {row['boxes']} | {row['ids']} | {row['rule']} | {' | '.join(cells)} | "
-                     f"{row['abs_error']} of {row['true']} | {row['strict_error']} of {row['true'] + row['optional']} |")
+                     f"{row['abs_error']} of {row['true']} | "
+                     f"{row['strict_error']} of {row['true'] + row['optional']} |")
     lines += ["", "| boxes | ids | rule | total error | strict |", "|---|---|---|---|---|"]
     for key in dict.fromkeys((row["boxes"], row["ids"], row["rule"]) for row in rows):
         mine = [row for row in rows if (row["boxes"], row["ids"], row["rule"]) == key]

@@ -136,7 +136,7 @@ def _whole_boxes(shapes: list[MovingShape], gt_path: Path, frames: int
     by_id = {shape.track_id: shape for shape in shapes}
     for frame, _, ids in gt_frames(gt_path, frames):
         mine = [by_id[int(track_id)] for track_id in ids]
-        boxes = np.array([[*shape.position(frame), *np.add(shape.position(frame), shape.size)] for shape in mine],
+        boxes = np.array([[x, y, x + shape.size, y + shape.size] for shape in mine for x, y in [shape.position(frame)]],
                          dtype=np.float64).reshape(-1, 4)
         yield frame, boxes, ids, [shape.name for shape in mine]
 

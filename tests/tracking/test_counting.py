@@ -137,7 +137,8 @@ def test_infer_counts_the_synthetic_clip_like_its_true_crossings(tmp_path: Path)
     for name in ("vertical", "horizontal"):
         true = truth["lines"][name]
         assert (errors[name]["true_in"], errors[name]["true_out"]) == (true["in"], true["out"])
-        assert (errors[name]["optional_in"], errors[name]["optional_out"]) == (true["in_optional"], true["out_optional"])
+        assert ((errors[name]["optional_in"], errors[name]["optional_out"])
+                == (true["in_optional"], true["out_optional"]))
         assert errors[name]["abs_error"] <= switches, (errors, switches)
     vertical = errors["vertical"]
     assert vertical["optional_in"] + vertical["optional_out"] > 0  # the clip has a shape's part crossing at the border
